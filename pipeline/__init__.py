@@ -1,0 +1,27 @@
+"""IMDB sentiment pipeline: one module per DVC stage, run as `python -m pipeline.<stage>`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow C++ start-up chatter
+
+
+class UserError(Exception):
+    """Bad input or configuration: reported as one clear line, without a traceback."""
+
+
+def run_stage(main: Callable[[], None]) -> None:
+    """Run a stage's main(): log to stderr and turn a UserError into a one-line error, exit 1."""
+    from pipeline.config import ParamsError
+
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        main()
+    except (UserError, ParamsError) as err:
+        logging.getLogger("pipeline").error("%s", err)
+        sys.exit(1)

@@ -1,0 +1,166 @@
+"""Stage `download`: fetch the IMDB archive, verify it, and write the reviews as tidy tables.
+
+The archive is read member by member straight from the tar stream: nothing is extracted to
+disk, and a member that is a link or whose path would escape the archive's root is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pandas as pd
+import requests
+from tqdm import tqdm
+
+from pipeline import UserError, run_stage
+from pipeline.config import load_params
+from pipeline.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+REVIEWS_PATH = Path("data/reviews.parquet")
+UNLABELLED_PATH = Path("data/unlabelled.parquet")
+ARCHIVE_ENV, SHA256_ENV = "IMDB_ARCHIVE", "IMDB_ARCHIVE_SHA256"
+_MEMBER = re.compile(r"^aclImdb/(train|test)/(pos|neg|unsup)/(\d+)_(\d+)\.txt$")
+
+
+class ArchiveError(UserError):
+    """The archive is missing, corrupt, unsafe or fails its checksum."""
+
+
+def sha256_of(path: Path, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_checksum(path: Path, expected: str) -> None:
+    actual = sha256_of(path)
+    if actual != expected.lower():
+        raise ArchiveError(
+            f"checksum mismatch for {path}: expected sha256 {expected.lower()}, got {actual}. "
+            "The file is corrupt, truncated or not the IMDB archive; download it again, or set "
+            f"{SHA256_ENV} to the digest of the copy you trust.")
+
+
+def fetch(source: str, destination: Path, retries: int = 3) -> None:
+    """Copy `source` (http(s) URL, file:// URL or local path) to `destination`."""
+    parsed = urlparse(source)
+    if parsed.scheme in ("http", "https"):
+        _download(source, destination, retries)
+        return
+    local = Path(parsed.path if parsed.scheme == "file" else source).expanduser()
+    if not local.is_file():
+        raise ArchiveError(f"archive not found: {local} (from {source!r})")
+    shutil.copyfile(local, destination)
+
+
+def _download(url: str, destination: Path, retries: int) -> None:
+    for attempt in range(retries + 1):
+        try:
+            with requests.get(url, stream=True, timeout=30) as response:
+                response.raise_for_status()
+                total = int(response.headers.get("content-length", 0)) or None
+                with open(destination, "wb") as f, tqdm(
+                    total=total, unit="B", unit_scale=True, desc=Path(url).name
+                ) as bar:
+                    for chunk in response.iter_content(chunk_size=1 << 20):
+                        f.write(chunk)
+                        bar.update(len(chunk))
+            return
+        except requests.RequestException as err:
+            if attempt == retries:
+                raise ArchiveError(
+                    f"could not download {url} after {retries + 1} attempts: {err}. "
+                    f"Without network access, point {ARCHIVE_ENV} at a local copy.") from err
+            wait = 2**attempt
+            log.warning("download failed (%s); retrying in %d s", err, wait)
+            time.sleep(wait)
+
+
+def read_archive(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return (labelled reviews, unlabelled reviews) from an archive in the aclImdb layout."""
+    rows = []
+    try:
+        with tarfile.open(path, "r:gz") as archive:
+            for member in tqdm(archive, desc="reading reviews", unit=" files"):
+                _refuse_unsafe(member, path)
+                match = _MEMBER.match(member.name)
+                if not member.isfile() or not match:
+                    continue
+                split, label, review_id, rating = match.groups()
+                raw = archive.extractfile(member).read()
+                rows.append((int(review_id), split, label, int(rating), _decode(raw, member.name)))
+    except (tarfile.TarError, EOFError, OSError) as err:
+        raise ArchiveError(f"{path} is not a readable .tar.gz archive ({err}): "
+                           "it is truncated or corrupt; download it again") from err
+    table = pd.DataFrame(rows, columns=["id", "split", "label", "rating", "text"])
+    if table.empty:
+        raise ArchiveError(f"{path} holds no reviews in the aclImdb/{{train,test}}/{{pos,neg}} "
+                           "layout")
+    labelled = _tidy(table[table.label != "unsup"])
+    labelled["label"] = (labelled.label == "pos").astype("int8")
+    unlabelled = _tidy(table[table.label == "unsup"]).drop(columns=["label", "rating"])
+    return labelled, unlabelled
+
+
+def _refuse_unsafe(member: tarfile.TarInfo, archive: Path) -> None:
+    name = member.name
+    if member.issym() or member.islnk():
+        raise ArchiveError(f"{archive}: refusing link member {name!r} -> {member.linkname!r}")
+    parts = Path(name).parts
+    if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+        raise ArchiveError(f"{archive}: refusing member {name!r}, its path leaves the archive")
+    if not (member.isfile() or member.isdir()):
+        raise ArchiveError(f"{archive}: refusing special member {name!r}")
+
+
+def _decode(raw: bytes, name: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ArchiveError(f"{name} is not valid UTF-8 ({err})") from None
+
+
+def _tidy(table: pd.DataFrame) -> pd.DataFrame:
+    # Sorted so the same reviews give byte-identical tables whatever the archive's member order.
+    return table.sort_values(["split", "label", "id"]).reset_index(drop=True)
+
+
+def write_parquet(table: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        table.to_parquet(tmp, index=False)
+
+
+def main() -> None:
+    params = load_params().download
+    source = os.environ.get(ARCHIVE_ENV) or params.url
+    expected = os.environ.get(SHA256_ENV) or params.sha256
+    if os.environ.get(ARCHIVE_ENV) and not os.environ.get(SHA256_ENV):
+        raise SystemExit(f"{ARCHIVE_ENV} is set but {SHA256_ENV} is not: give the sha256 of "
+                         "your copy so it can be verified")
+    with tempfile.TemporaryDirectory(prefix="imdb-download-") as tmp:
+        archive = Path(tmp) / "aclImdb_v1.tar.gz"
+        log.info("fetching %s", source)
+        fetch(source, archive, params.retries)
+        verify_checksum(archive, expected)
+        labelled, unlabelled = read_archive(archive)
+    write_parquet(labelled, REVIEWS_PATH)
+    write_parquet(unlabelled, UNLABELLED_PATH)
+    log.info("wrote %d labelled reviews to %s and %d unlabelled to %s",
+             len(labelled), REVIEWS_PATH, len(unlabelled), UNLABELLED_PATH)
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,125 @@
+"""Stage `prepare`: split, learn the vocabulary on the training part, encode and pad.
+
+The 25k test reviews stay the held-out test set; the validation set is a stratified, seeded
+slice of the 25k training reviews. Text standardization lives in `standardize`, a TensorFlow
+function that the raw-text inference model reuses, so serving sees exactly what training saw.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from sklearn.model_selection import train_test_split
+
+from pipeline import run_stage
+from pipeline.config import PrepareParams, load_params
+from pipeline.download import REVIEWS_PATH
+from pipeline.io import atomic_path, write_json
+
+log = logging.getLogger(__name__)
+
+PREPARED_DIR = Path("data/prepared")
+VOCAB_FILE = "vocab.txt"
+DATA_REPORT_PATH = Path("metrics/data.json")
+PAD, OOV = 0, 1
+SPLITS = ("train", "val", "test")
+
+
+@keras.saving.register_keras_serializable(package="pipeline")
+def standardize(text: tf.Tensor) -> tf.Tensor:
+    """Lowercase, drop HTML tags (IMDB is full of `<br />`), join contractions, split the rest."""
+    text = tf.strings.lower(text, encoding="utf-8")
+    text = tf.strings.regex_replace(text, r"<[^>]*>", " ")
+    text = tf.strings.regex_replace(text, r"['’]", "")  # don't -> dont, one token
+    return tf.strings.regex_replace(text, r"[^\p{L}\p{N}]+", " ")
+
+
+def split_reviews(reviews: pd.DataFrame, val_fraction: float, seed: int) -> dict[str, pd.DataFrame]:
+    train = reviews[reviews.split == "train"]
+    fit, val = train_test_split(train, test_size=val_fraction, random_state=seed,
+                                stratify=train.label)
+    return {"train": fit, "val": val, "test": reviews[reviews.split == "test"]}
+
+
+def make_vectorizer(vocabulary: list[str] | None = None, vocab_size: int | None = None):
+    """A TextVectorization with our standardization; ids 0 and 1 are padding and OOV."""
+    return keras.layers.TextVectorization(
+        max_tokens=vocab_size, standardize=standardize, vocabulary=vocabulary, ragged=True,
+        name="vectorizer")
+
+
+def learn_vocabulary(texts: list[str], vocab_size: int) -> list[str]:
+    vectorizer = make_vectorizer(vocab_size=vocab_size)
+    vectorizer.adapt(tf.data.Dataset.from_tensor_slices(texts).batch(1024))
+    return vectorizer.get_vocabulary()
+
+
+def encode(texts: list[str], vocabulary: list[str], batch_size: int = 2048) -> list[np.ndarray]:
+    """Token ids of each text, unpadded."""
+    vectorizer = make_vectorizer(vocabulary=vocabulary)
+    sequences = []
+    for start in range(0, len(texts), batch_size):
+        ragged = vectorizer(tf.constant(texts[start:start + batch_size]))
+        values, splits = ragged.flat_values.numpy(), ragged.row_splits.numpy()
+        sequences += np.split(values.astype("int32"), splits[1:-1])
+    return sequences
+
+
+def pad(sequences: list[np.ndarray], maxlen: int, padding: str = "pre",
+        truncating: str = "pre") -> np.ndarray:
+    return keras.utils.pad_sequences(sequences, maxlen=maxlen, dtype="int32", padding=padding,
+                                     truncating=truncating, value=PAD)
+
+
+def data_report(sequences: dict[str, list[np.ndarray]], labels: dict[str, np.ndarray],
+                maxlen: int) -> dict:
+    report = {}
+    for split, seqs in sequences.items():
+        lengths = np.array([len(s) for s in seqs])
+        tokens = np.concatenate(seqs) if seqs else np.zeros(0, "int32")
+        report[split] = {
+            "reviews": len(seqs),
+            "positive_share": round(float(np.mean(labels[split])), 4),
+            "truncated_share": round(float(np.mean(lengths > maxlen)), 4),
+            "oov_rate": round(float(np.mean(tokens == OOV)) if tokens.size else 0.0, 4),
+            "length": {f"p{q}": int(np.percentile(lengths, q)) for q in (10, 50, 90, 95, 99)},
+        }
+    return report
+
+
+def main() -> None:
+    params = load_params()
+    prep: PrepareParams = params.prepare
+    reviews = pd.read_parquet(REVIEWS_PATH)
+    splits = split_reviews(reviews, prep.val_fraction, params.seed)
+    log.info("split: %s", {name: len(df) for name, df in splits.items()})
+    vocabulary = learn_vocabulary(splits["train"].text.tolist(), prep.vocab_size)
+    sequences = {name: encode(df.text.tolist(), vocabulary) for name, df in splits.items()}
+    labels = {name: df.label.to_numpy("int8") for name, df in splits.items()}
+    with atomic_path(PREPARED_DIR) as tmp:
+        tmp.mkdir()
+        (tmp / VOCAB_FILE).write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
+        for name, df in splits.items():
+            x = pad(sequences[name], prep.maxlen, prep.padding, prep.truncating)
+            np.savez(tmp / f"{name}.npz", x=x, y=labels[name], id=df.id.to_numpy())
+    write_json(DATA_REPORT_PATH, data_report(sequences, labels, prep.maxlen))
+    log.info("wrote %s (vocabulary of %d) and %s", PREPARED_DIR, len(vocabulary),
+             DATA_REPORT_PATH)
+
+
+def load_split(name: str, prepared_dir: Path = PREPARED_DIR) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(prepared_dir / f"{name}.npz") as data:
+        return data["x"], data["y"]
+
+
+def load_vocabulary(prepared_dir: Path = PREPARED_DIR) -> list[str]:
+    return (prepared_dir / VOCAB_FILE).read_text(encoding="utf-8").split("\n")[:-1]
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,128 @@
+"""Stage `report`: one table and two charts comparing every architecture, logged to MLflow.
+
+Reads the per-architecture metrics and histories the train and evaluate stages wrote; writes
+reports/comparison.{csv,md}, reports/accuracy.png and reports/learning_curves.png.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import matplotlib
+import mlflow
+import pandas as pd
+
+from pipeline import UserError, run_stage, tracking
+from pipeline.config import load_params
+from pipeline.evaluate import EVAL_METRICS_DIR
+from pipeline.io import atomic_path, read_json
+from pipeline.train import HISTORY_DIR, TRAIN_METRICS_DIR
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
+
+log = logging.getLogger(__name__)
+
+REPORTS_DIR = Path("reports")
+COLUMNS = {
+    "architecture": "architecture",
+    "accuracy": "test accuracy",
+    "f1": "F1",
+    "roc_auc": "ROC-AUC",
+    "log_loss": "log loss",
+    "parameters": "parameters",
+    "epochs": "epochs",
+    "best_epoch": "best epoch",
+    "train_seconds": "training time (s)",
+    "predict_ms_per_review": "inference (ms/review)",
+}
+
+
+def comparison_table(train_metrics: dict[str, dict], eval_metrics: dict[str, dict]) -> pd.DataFrame:
+    rows = [{"architecture": arch, **train_metrics[arch], **eval_metrics[arch]}
+            for arch in train_metrics]
+    table = pd.DataFrame(rows)[list(COLUMNS)]
+    return table.sort_values("accuracy", ascending=False).reset_index(drop=True)
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    shown = table.rename(columns=COLUMNS)
+    header = "| " + " | ".join(shown.columns) + " |"
+    rule = "|" + "|".join("---" if c == "architecture" else "---:" for c in table.columns) + "|"
+    lines = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in shown.itertuples(False)]
+    return "\n".join(["# Architecture comparison (IMDB test set, 25,000 reviews)", "",
+                      header, rule, *lines, ""])
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if value < 10 else f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def accuracy_chart(table: pd.DataFrame, path: Path) -> None:
+    ordered = table.sort_values("accuracy")
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(table) + 1.5))
+    ax.barh(ordered.architecture, ordered.accuracy, color="tab:blue")
+    for y, value in enumerate(ordered.accuracy):
+        ax.text(value + 0.002, y, f"{value:.1%}", va="center", fontsize=9)
+    ax.set_xlim(max(0.0, ordered.accuracy.min() - 0.1), 1.0)
+    ax.set_xlabel("test accuracy")
+    ax.set_title("IMDB test accuracy by architecture")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def learning_curves_chart(histories: dict[str, pd.DataFrame], path: Path) -> None:
+    columns = 5
+    rows = -(-len(histories) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.6 * rows), squeeze=False,
+                             sharey=True)
+    for ax, (arch, history) in zip(axes.flat, histories.items(), strict=False):
+        ax.plot(history.epoch, history.loss, label="train")
+        ax.plot(history.epoch, history.val_loss, label="validation")
+        ax.axvline(history.epoch[history.val_loss.idxmin()], color="grey", ls=":", lw=1)
+        ax.set_title(arch, fontsize=10)
+        ax.set_xlabel("epoch")
+    for ax in list(axes.flat)[len(histories):]:
+        ax.axis("off")
+    axes[0][0].set_ylabel("loss")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("Train vs validation loss (dotted: epoch kept by early stopping)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    architectures = load_params().architectures
+    missing = [a for a in architectures if not (EVAL_METRICS_DIR / f"{a}.json").exists()]
+    if missing:
+        raise UserError(f"no test metrics for {', '.join(missing)}: run `dvc repro` first")
+    train_metrics = {a: read_json(TRAIN_METRICS_DIR / f"{a}.json") for a in architectures}
+    eval_metrics = {a: read_json(EVAL_METRICS_DIR / f"{a}.json") for a in architectures}
+    histories = {a: pd.read_csv(HISTORY_DIR / f"{a}.csv") for a in architectures}
+    table = comparison_table(train_metrics, eval_metrics)
+
+    with atomic_path(REPORTS_DIR) as tmp:
+        tmp.mkdir()
+        table.to_csv(tmp / "comparison.csv", index=False)
+        (tmp / "comparison.md").write_text(to_markdown(table), encoding="utf-8")
+        accuracy_chart(table, tmp / "accuracy.png")
+        learning_curves_chart(histories, tmp / "learning_curves.png")
+        tracking.setup()
+        tags = {"stage": "report", "git_commit": tracking.git_commit()}
+        with mlflow.start_run(run_name="comparison-report", tags=tags):
+            mlflow.log_artifacts(str(tmp), artifact_path="report")
+            mlflow.log_metrics({f"{row.architecture}_test_accuracy": row.accuracy
+                                for row in table.itertuples()})
+    log.info("best: %s (%.4f); report in %s", table.architecture[0], table.accuracy[0],
+             REPORTS_DIR)
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,128 @@
+"""Stage `train@<architecture>`: fit one architecture with early stopping, tracked in MLflow.
+
+Writes models/<arch>/model.keras (best weights), models/<arch>/run.json (the MLflow run that
+evaluate continues), plots/history/<arch>.csv and metrics/train/<arch>.json.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import keras
+import mlflow
+import pandas as pd
+import tensorflow as tf
+
+from pipeline import run_stage, tracking
+from pipeline.batching import make_dataset
+from pipeline.config import ModelParams, Params, TrainParams, load_params
+from pipeline.io import atomic_path, write_json
+from pipeline.models import accepts_any_length, build_model
+from pipeline.prepare import PREPARED_DIR, load_split
+
+log = logging.getLogger(__name__)
+
+MODELS_DIR = Path("models")
+HISTORY_DIR = Path("plots/history")
+TRAIN_METRICS_DIR = Path("metrics/train")
+MODEL_FILE, RUN_FILE = "model.keras", "run.json"
+
+
+def use_xla(setting: str | bool) -> bool:
+    """XLA speeds recurrent layers up on CPU; on a GPU it would disable their cuDNN kernels."""
+    if setting == "auto":
+        return not tf.config.list_physical_devices("GPU")
+    return bool(setting)
+
+
+def compile_model(model: keras.Model, learning_rate: float, train: TrainParams) -> keras.Model:
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate, clipnorm=train.clipnorm),
+        loss="binary_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=use_xla(train.jit_compile),
+    )
+    return model
+
+
+def fit(model: keras.Model, data: dict, model_params: ModelParams, train: TrainParams,
+        padding: str, seed: int, callbacks=()) -> tuple[pd.DataFrame, float]:
+    """Train with early stopping on val_loss, best weights restored. Returns (history, seconds)."""
+    bucket_width = train.bucket_width if accepts_any_length(model) else 0
+    batch_size = model_params.batch_size
+    train_ds = make_dataset(*data["train"], batch_size, bucket_width, padding, seed=seed)
+    val_ds = make_dataset(*data["val"], batch_size, bucket_width, padding)
+    early_stopping = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=train.patience, restore_best_weights=True)
+    started = time.perf_counter()
+    history = model.fit(train_ds, validation_data=val_ds, epochs=train.max_epochs,
+                        callbacks=[early_stopping, *callbacks], shuffle=False,
+                        verbose=1 if sys.stdout.isatty() else 2)
+    seconds = time.perf_counter() - started
+    table = pd.DataFrame(history.history)
+    table.insert(0, "epoch", range(1, len(table) + 1))
+    return table, seconds
+
+
+def summarize(history: pd.DataFrame, seconds: float, model: keras.Model, train_size: int) -> dict:
+    best = history.loc[history.val_loss.idxmin()]
+    return {
+        "epochs": len(history),
+        "best_epoch": int(best.epoch),
+        "best_val_loss": round(float(best.val_loss), 4),
+        "best_val_accuracy": round(float(best.val_accuracy), 4),
+        "train_seconds": round(seconds, 1),
+        "train_samples_per_second": round(train_size * len(history) / seconds, 1),
+        "parameters": int(model.count_params()),
+    }
+
+
+def flat_params(params: Params, architecture: str) -> dict:
+    model_params = params.model(architecture)
+    return {
+        "seed": params.seed,
+        "architecture": architecture,
+        "learning_rate": model_params.learning_rate,
+        "batch_size": model_params.batch_size,
+        **model_params.hyperparameters,
+        **{f"prepare.{k}": v for k, v in vars(params.prepare).items()},
+        **{f"train.{k}": v for k, v in vars(params.train).items()},
+    }
+
+
+def main(architecture: str) -> None:
+    params = load_params()
+    model_params = params.model(architecture)
+    keras.utils.set_random_seed(params.seed)
+    data = {split: load_split(split) for split in ("train", "val")}
+    model = build_model(architecture, params.prepare.vocab_size, params.prepare.maxlen,
+                        **model_params.hyperparameters)
+    compile_model(model, model_params.learning_rate, params.train)
+
+    tracking.setup()
+    with mlflow.start_run(run_name=architecture,
+                          tags=tracking.reproducibility_tags(architecture, PREPARED_DIR)) as run:
+        mlflow.log_params(flat_params(params, architecture))
+        history, seconds = fit(model, data, model_params, params.train, params.prepare.padding,
+                               params.seed, callbacks=[mlflow.keras.MlflowCallback()])
+        summary = summarize(history, seconds, model, len(data["train"][1]))
+        mlflow.log_metrics(summary)
+        with atomic_path(MODELS_DIR / architecture) as tmp:
+            tmp.mkdir()
+            model.save(tmp / MODEL_FILE)
+            write_json(tmp / RUN_FILE, {"run_id": run.info.run_id,
+                                        "tracking_uri": mlflow.get_tracking_uri()})
+            mlflow.log_artifact(str(tmp / MODEL_FILE), artifact_path="model")
+    with atomic_path(HISTORY_DIR / f"{architecture}.csv") as tmp:
+        history.round(5).to_csv(tmp, index=False)
+    write_json(TRAIN_METRICS_DIR / f"{architecture}.json", summary)
+    log.info("%s: %s", architecture, summary)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m pipeline.train <architecture>")
+    run_stage(lambda: main(sys.argv[1]))
