@@ -56,6 +56,8 @@ class TrainParams:
     def __post_init__(self):
         _check(self.max_epochs >= 1, "train.max_epochs", "must be >= 1")
         _check(self.patience >= 0, "train.patience", "must be >= 0")
+        _check(self.clipnorm is None or self.clipnorm > 0, "train.clipnorm",
+               "must be > 0, or null for no clipping")
         _check(self.bucket_width >= 0, "train.bucket_width", "must be >= 0 (0: no bucketing)")
         _check(self.jit_compile in ("auto", True, False), "train.jit_compile",
                "must be auto, true or false")

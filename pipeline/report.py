@@ -25,42 +25,36 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless back
 log = logging.getLogger(__name__)
 
 REPORTS_DIR = Path("reports")
+# column -> (heading, format)
 COLUMNS = {
-    "architecture": "architecture",
-    "accuracy": "test accuracy",
-    "f1": "F1",
-    "roc_auc": "ROC-AUC",
-    "log_loss": "log loss",
-    "parameters": "parameters",
-    "epochs": "epochs",
-    "best_epoch": "best epoch",
-    "train_seconds": "training time (s)",
-    "predict_ms_per_review": "inference (ms/review)",
+    "architecture": ("architecture", "{}"),
+    "accuracy": ("test accuracy", "{:.4f}"),
+    "f1": ("F1", "{:.4f}"),
+    "roc_auc": ("ROC-AUC", "{:.4f}"),
+    "log_loss": ("log loss", "{:.4f}"),
+    "parameters": ("parameters", "{:,}"),
+    "epochs": ("epochs", "{}"),
+    "best_epoch": ("best epoch", "{}"),
+    "train_seconds": ("training time (s)", "{:.1f}"),
+    "predict_ms_per_review": ("inference (ms/review)", "{:.3f}"),
 }
 
 
 def comparison_table(train_metrics: dict[str, dict], eval_metrics: dict[str, dict]) -> pd.DataFrame:
-    rows = [{"architecture": arch, **train_metrics[arch], **eval_metrics[arch]}
+    rows = [{"architecture": arch, **train_metrics[arch], **eval_metrics[arch],
+             "test_reviews": sum(eval_metrics[arch]["confusion_matrix"].values())}
             for arch in train_metrics]
-    table = pd.DataFrame(rows)[list(COLUMNS)]
+    table = pd.DataFrame(rows)[[*COLUMNS, "test_reviews"]]
     return table.sort_values("accuracy", ascending=False).reset_index(drop=True)
 
 
 def to_markdown(table: pd.DataFrame) -> str:
-    shown = table.rename(columns=COLUMNS)
-    header = "| " + " | ".join(shown.columns) + " |"
-    rule = "|" + "|".join("---" if c == "architecture" else "---:" for c in table.columns) + "|"
-    lines = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in shown.itertuples(False)]
-    return "\n".join(["# Architecture comparison (IMDB test set, 25,000 reviews)", "",
-                      header, rule, *lines, ""])
-
-
-def _cell(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}" if value < 10 else f"{value:,.1f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
+    header = "| " + " | ".join(heading for heading, _ in COLUMNS.values()) + " |"
+    rule = "|" + "|".join("---" if c == "architecture" else "---:" for c in COLUMNS) + "|"
+    lines = ["| " + " | ".join(fmt.format(row[c]) for c, (_, fmt) in COLUMNS.items()) + " |"
+             for _, row in table.iterrows()]
+    title = f"# Architecture comparison (IMDB test set, {table.test_reviews.max():,} reviews)"
+    return "\n".join([title, "", header, rule, *lines, ""])
 
 
 def accuracy_chart(table: pd.DataFrame, path: Path) -> None:

@@ -31,11 +31,17 @@ TRAIN_METRICS_DIR = Path("metrics/train")
 MODEL_FILE, RUN_FILE = "model.keras", "run.json"
 
 
-def use_xla(setting: str | bool) -> bool:
-    """XLA speeds recurrent layers up on CPU; on a GPU it would disable their cuDNN kernels."""
-    if setting == "auto":
-        return not tf.config.list_physical_devices("GPU")
-    return bool(setting)
+def use_xla(setting: str | bool, model: keras.Model) -> bool:
+    """auto: XLA for recurrent models on CPU only.
+
+    On CPU, XLA speeds the recurrent loop up 1.3-2x but slows Flatten/Conv1D models down
+    (measured: dense 6,500 -> 400 samples/s); on a GPU it would disable the cuDNN kernels.
+    """
+    if setting != "auto":
+        return bool(setting)
+    recurrent = any(isinstance(layer, keras.layers.RNN | keras.layers.Bidirectional)
+                    for layer in model.layers)
+    return recurrent and not tf.config.list_physical_devices("GPU")
 
 
 def compile_model(model: keras.Model, learning_rate: float, train: TrainParams) -> keras.Model:
@@ -43,7 +49,7 @@ def compile_model(model: keras.Model, learning_rate: float, train: TrainParams) 
         optimizer=keras.optimizers.Adam(learning_rate, clipnorm=train.clipnorm),
         loss="binary_crossentropy",
         metrics=["accuracy"],
-        jit_compile=use_xla(train.jit_compile),
+        jit_compile=use_xla(train.jit_compile, model),
     )
     return model
 

@@ -1,0 +1,48 @@
+import numpy as np
+
+from pipeline.batching import bucket_batches, make_dataset, predict_proba, review_lengths
+from pipeline.models import build_model
+from pipeline.prepare import pad
+
+
+def padded_reviews(n=57, maxlen=40, seed=0):
+    rng = np.random.default_rng(seed)
+    sequences = [rng.integers(2, 30, size=rng.integers(1, 60)) for _ in range(n)]
+    return pad(sequences, maxlen)
+
+
+def test_every_review_lands_in_exactly_one_batch_wide_enough_for_it():
+    x = padded_reviews()
+    lengths = review_lengths(x)
+    batches = bucket_batches(lengths, batch_size=8, bucket_width=10, maxlen=40,
+                             rng=np.random.default_rng(0))
+    rows = np.concatenate([r for r, _ in batches])
+    assert sorted(rows.tolist()) == list(range(len(x)))
+    for r, width in batches:
+        assert len(r) <= 8 and width % 10 == 0 and width <= 40
+        assert (lengths[r] <= width).all()
+
+
+def test_shuffling_is_seeded():
+    lengths = review_lengths(padded_reviews())
+    first = bucket_batches(lengths, 8, 10, 40, rng=np.random.default_rng(3))
+    again = bucket_batches(lengths, 8, 10, 40, rng=np.random.default_rng(3))
+    assert all((a[0] == b[0]).all() for a, b in zip(first, again, strict=True))
+
+
+def test_dataset_batches_are_cut_but_keep_every_token():
+    x = padded_reviews()
+    y = np.arange(len(x)) % 2
+    seen = 0
+    for tokens, labels in make_dataset(x, y, batch_size=8, bucket_width=10, seed=1):
+        assert tokens.shape[1] in (10, 20, 30, 40) and len(tokens) == len(labels)
+        seen += int((tokens.numpy() != 0).sum())
+    assert seen == int((x != 0).sum())
+
+
+def test_bucketed_prediction_equals_full_width_prediction_in_the_same_order():
+    x = padded_reviews()
+    model = build_model("gru", 30, 40, embedding_dim=4, units=4, dropout=0.0)
+    full = model.predict(x, verbose=0).reshape(-1)
+    bucketed = predict_proba(model, x, batch_size=16, bucket_width=10)
+    np.testing.assert_allclose(bucketed, full, atol=1e-5)

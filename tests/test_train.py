@@ -1,0 +1,62 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipeline.config import ModelParams, TrainParams
+from pipeline.models import build_model
+from pipeline.prepare import pad
+from pipeline.train import compile_model, fit, summarize, use_xla
+
+
+def keyword_data(n, seed):
+    """Label 1 when token 3 appears, else 0: learnable in a few epochs."""
+    rng = np.random.default_rng(seed)
+    sequences, labels = [], []
+    for i in range(n):
+        seq = rng.integers(4, 20, size=rng.integers(3, 15))
+        if i % 2:
+            seq[rng.integers(len(seq))] = 3
+        sequences.append(seq)
+        labels.append(i % 2)
+    return pad(sequences, 16), np.array(labels, "int8")
+
+
+@pytest.mark.parametrize("architecture", ["gru", "conv1d"])
+def test_fit_learns_a_keyword_task_and_reports_a_history(architecture):
+    keras.utils.set_random_seed(0)
+    data = {"train": keyword_data(256, 0), "val": keyword_data(64, 1)}
+    model_params = ModelParams(architecture, 0.01, 32, {"embedding_dim": 8, "units": 8})
+    if architecture == "conv1d":
+        model_params.hyperparameters.update(filters=8, kernel_size=2, dropout=0.0)
+    train = TrainParams(max_epochs=15, patience=3, clipnorm=1.0, bucket_width=4,
+                        jit_compile=False)
+    model = build_model(architecture, 20, 16, **model_params.hyperparameters)
+    compile_model(model, model_params.learning_rate, train)
+    history, seconds = fit(model, data, model_params, train, "pre", seed=0)
+    assert list(history.columns[:1]) == ["epoch"]
+    assert {"loss", "val_loss", "accuracy", "val_accuracy"} <= set(history.columns)
+    assert history.val_accuracy.max() >= 0.9
+    summary = summarize(history, seconds, model, 256)
+    assert summary["epochs"] == len(history)
+    assert summary["best_val_loss"] == round(history.val_loss.min(), 4)
+
+
+def test_early_stopping_restores_the_best_epoch_weights():
+    keras.utils.set_random_seed(0)
+    data = {"train": keyword_data(128, 0), "val": keyword_data(64, 1)}
+    model_params = ModelParams("gru", 0.05, 32, {"embedding_dim": 8, "units": 8})
+    train = TrainParams(max_epochs=12, patience=2, bucket_width=0, jit_compile=False)
+    model = compile_model(build_model("gru", 20, 16, **model_params.hyperparameters),
+                          model_params.learning_rate, train)
+    history, _ = fit(model, data, model_params, train, "pre", seed=0)
+    restored = model.evaluate(data["val"][0], data["val"][1].astype("float32"), verbose=0)[0]
+    assert restored == pytest.approx(history.val_loss.min(), rel=1e-3)
+
+
+def test_xla_is_chosen_per_device_and_model():
+    gru, dense = build_model("gru", 20, 16), build_model("dense", 20, 16)
+    assert use_xla(True, dense) is True and use_xla(False, gru) is False
+    on_cpu = not tf.config.list_physical_devices("GPU")
+    assert use_xla("auto", gru) == on_cpu
+    assert use_xla("auto", dense) is False
