@@ -1,0 +1,118 @@
+"""The real `dvc repro`, end to end, on a small archive the tests build, with params.small.yaml."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import PROJECT_ROOT, build_archive
+from mlflow.tracking import MlflowClient
+
+from pipeline.models import ARCHITECTURES
+
+pytestmark = pytest.mark.e2e
+
+
+def run(cmd: list[str], cwd: Path, env: dict) -> str:
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A fresh git + DVC repository holding the pipeline, after one full `dvc repro`."""
+    root = tmp_path_factory.mktemp("project")
+    for name in ("pipeline", "dvc.yaml", ".gitignore", ".dvcignore"):
+        source = PROJECT_ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, root / name)
+    shutil.copy(PROJECT_ROOT / "params.small.yaml", root / "params.yaml")
+    archive = build_archive(root.parent / "aclImdb_v1.tar.gz", per_folder=60, unlabelled=5)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    env.update(
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
+        IMDB_ARCHIVE=str(archive),
+        IMDB_ARCHIVE_SHA256=hashlib.sha256(archive.read_bytes()).hexdigest(),
+        GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@example.com",
+        GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@example.com",
+    )
+    run(["git", "init", "-q"], root, env)
+    run(["dvc", "init", "-q"], root, env)
+    run(["git", "add", "-A"], root, env)
+    run(["git", "commit", "-qm", "pipeline"], root, env)
+    log = run(["dvc", "repro"], root, env)
+    return root, env, log
+
+
+def test_every_stage_writes_its_declared_outputs(project):
+    root, _, _ = project
+    reviews = pd.read_parquet(root / "data/reviews.parquet")
+    assert len(reviews) == 240 and set(reviews.split) == {"train", "test"}
+    assert len(pd.read_parquet(root / "data/unlabelled.parquet")) == 5
+    for split in ("train", "val", "test"):
+        assert (root / f"data/prepared/{split}.npz").exists()
+    data_report = json.loads((root / "metrics/data.json").read_text())
+    assert data_report["test"]["reviews"] == 120
+    for arch in ARCHITECTURES:
+        assert (root / f"models/{arch}/model.keras").exists()
+        history = pd.read_csv(root / f"plots/history/{arch}.csv")
+        assert {"epoch", "loss", "val_loss", "accuracy", "val_accuracy"} <= set(history.columns)
+        scores = json.loads((root / f"metrics/eval/{arch}.json").read_text())
+        assert 0 <= scores["accuracy"] <= 1 and sum(scores["confusion_matrix"].values()) == 120
+    table = pd.read_csv(root / "reports/comparison.csv")
+    assert sorted(table.architecture) == sorted(ARCHITECTURES)
+    assert table.accuracy.is_monotonic_decreasing
+    assert (root / "reports/accuracy.png").exists()
+
+
+def test_each_architecture_is_one_mlflow_run_with_params_metrics_and_provenance(project):
+    root, env, _ = project
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("imdb-sentiment")
+    runs = client.search_runs([experiment.experiment_id], "tags.architecture != ''")
+    assert sorted(r.data.tags["architecture"] for r in runs) == sorted(ARCHITECTURES)
+    head = run(["git", "rev-parse", "HEAD"], root, env).strip()
+    for r in runs:
+        arch = r.data.tags["architecture"]
+        assert r.info.status == "FINISHED"
+        assert r.data.tags["git_commit"] == head
+        assert len(r.data.tags["data_hash"]) == 64
+        assert r.data.params["architecture"] == arch and "learning_rate" in r.data.params
+        assert 0 <= r.data.metrics["test_accuracy"] <= 1
+        epochs = json.loads((root / f"metrics/train/{arch}.json").read_text())["epochs"]
+        assert len(client.get_metric_history(r.info.run_id, "val_loss")) == epochs
+        assert "model" in {a.path for a in client.list_artifacts(r.info.run_id)}
+    reports = client.search_runs([experiment.experiment_id], "tags.stage = 'report'")
+    assert len(reports) == 1
+
+
+def test_second_repro_runs_nothing(project):
+    root, env, _ = project
+    log = run(["dvc", "repro"], root, env)
+    assert "Running stage" not in log
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], root, env)
+
+
+def test_editing_one_architecture_marks_only_its_stage(project):
+    root, env, _ = project
+    params_file = root / "params.yaml"
+    original = params_file.read_text()
+    params = yaml.safe_load(original)
+    params["models"]["gru"]["units"] += 1
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        status = json.loads(run(["dvc", "status", "--json"], root, env))
+    finally:
+        params_file.write_text(original)
+    assert set(status) == {"train@gru"}
