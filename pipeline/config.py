@@ -73,6 +73,17 @@ class EvaluateParams:
 
 
 @dataclass(frozen=True)
+class ReportParams:
+    registered_model: str = "imdb-sentiment"
+    promotion_margin: float = 0.0
+
+    def __post_init__(self):
+        _check(bool(self.registered_model), "report.registered_model", "must not be empty")
+        _check(0 <= self.promotion_margin < 1, "report.promotion_margin",
+               "must be between 0 and 1 (an accuracy difference)")
+
+
+@dataclass(frozen=True)
 class ModelParams:
     """One architecture's section: training settings plus its builder's keyword arguments."""
 
@@ -94,6 +105,7 @@ class Params:
     prepare: PrepareParams
     train: TrainParams
     evaluate: EvaluateParams
+    report: ReportParams
     architectures: tuple[str, ...]
     models: dict[str, ModelParams]
 
@@ -147,6 +159,7 @@ def parse_params(raw: dict[str, Any]) -> Params:
         prepare=_section(PrepareParams, raw, "prepare"),
         train=_section(TrainParams, raw, "train"),
         evaluate=_section(EvaluateParams, raw, "evaluate"),
+        report=_section(ReportParams, raw, "report"),
         architectures=architectures,
         models=models,
     )

@@ -1,7 +1,8 @@
-"""Stage `report`: one table and two charts comparing every architecture, logged to MLflow.
+"""Stage `report`: compare every architecture, and offer the best one as the champion.
 
 Reads the per-architecture metrics and histories the train and evaluate stages wrote; writes
-reports/comparison.{csv,md}, reports/accuracy.png and reports/learning_curves.png.
+reports/comparison.{csv,md}, reports/promotion.json, reports/accuracy.png and
+reports/learning_curves.png, all logged to one MLflow run.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ import pandas as pd
 
 from pipeline import UserError, run_stage, tracking
 from pipeline.config import load_params
+from pipeline.download import REVIEWS_PATH
 from pipeline.evaluate import EVAL_METRICS_DIR
-from pipeline.io import atomic_path, read_json
+from pipeline.export import EXPORT_DIR, TEXT_COLUMN
+from pipeline.io import atomic_path, read_json, write_json
+from pipeline.registry import promote_if_better
 from pipeline.train import HISTORY_DIR, TRAIN_METRICS_DIR
 
 matplotlib.use("Agg")
@@ -92,8 +96,22 @@ def learning_curves_chart(histories: dict[str, pd.DataFrame], path: Path) -> Non
     plt.close(fig)
 
 
+def promotion_markdown(decision: dict, registered_model: str) -> str:
+    champion = decision["champion_accuracy"]
+    verdict = "promoted to champion" if decision["promoted"] else "not promoted"
+    return "\n".join([
+        "", "## Champion", "",
+        f"Candidate: `{decision['candidate_architecture']}`, version {decision['version']} of "
+        f"registered model `{registered_model}`, test accuracy "
+        f"{decision['candidate_accuracy']:.4f}; current champion: "
+        + ("none" if champion is None else
+           f"version {decision['champion_version']}, {champion:.4f} on the same test set")
+        + f". Decision: **{verdict}** ({decision['reason']}).", ""])
+
+
 def main() -> None:
-    architectures = load_params().architectures
+    params = load_params()
+    architectures = params.architectures
     missing = [a for a in architectures if not (EVAL_METRICS_DIR / f"{a}.json").exists()]
     if missing:
         raise UserError(f"no test metrics for {', '.join(missing)}: run `dvc repro` first")
@@ -101,21 +119,32 @@ def main() -> None:
     eval_metrics = {a: read_json(EVAL_METRICS_DIR / f"{a}.json") for a in architectures}
     histories = {a: pd.read_csv(HISTORY_DIR / f"{a}.csv") for a in architectures}
     table = comparison_table(train_metrics, eval_metrics)
+    best = table.architecture[0]
+    reviews = pd.read_parquet(REVIEWS_PATH)
+    test = reviews[reviews.split == "test"].rename(columns={"text": TEXT_COLUMN})
 
+    tracking.setup()
     with atomic_path(REPORTS_DIR) as tmp:
         tmp.mkdir()
-        table.to_csv(tmp / "comparison.csv", index=False)
-        (tmp / "comparison.md").write_text(to_markdown(table), encoding="utf-8")
-        accuracy_chart(table, tmp / "accuracy.png")
-        learning_curves_chart(histories, tmp / "learning_curves.png")
-        tracking.setup()
         tags = {"stage": "report", "git_commit": tracking.git_commit()}
         with mlflow.start_run(run_name="comparison-report", tags=tags):
+            model_uri = (EXPORT_DIR / best / "model_uri.txt").read_text().strip()
+            decision = promote_if_better(params.report.registered_model, best, model_uri, test,
+                                         params.evaluate.threshold,
+                                         params.report.promotion_margin).as_dict()
+            table.to_csv(tmp / "comparison.csv", index=False)
+            (tmp / "comparison.md").write_text(
+                to_markdown(table) + promotion_markdown(decision, params.report.registered_model),
+                encoding="utf-8")
+            write_json(tmp / "promotion.json", decision)
+            accuracy_chart(table, tmp / "accuracy.png")
+            learning_curves_chart(histories, tmp / "learning_curves.png")
             mlflow.log_artifacts(str(tmp), artifact_path="report")
             mlflow.log_metrics({f"{row.architecture}_test_accuracy": row.accuracy
                                 for row in table.itertuples()})
-    log.info("best: %s (%.4f); report in %s", table.architecture[0], table.accuracy[0],
-             REPORTS_DIR)
+            mlflow.log_params({f"champion.{k}": v for k, v in decision.items()})
+    log.info("best: %s (%.4f), %s; report in %s", best, table.accuracy[0],
+             "promoted" if decision["promoted"] else "not promoted", REPORTS_DIR)
 
 
 if __name__ == "__main__":

@@ -66,6 +66,7 @@ def test_every_stage_writes_its_declared_outputs(project):
     assert data_report["test"]["reviews"] == 120
     for arch in ARCHITECTURES:
         assert (root / f"models/{arch}/model.keras").exists()
+        assert (root / f"exported/{arch}/model.keras").exists()
         history = pd.read_csv(root / f"plots/history/{arch}.csv")
         assert {"epoch", "loss", "val_loss", "accuracy", "val_accuracy"} <= set(history.columns)
         scores = json.loads((root / f"metrics/eval/{arch}.json").read_text())
@@ -95,6 +96,25 @@ def test_each_architecture_is_one_mlflow_run_with_params_metrics_and_provenance(
         assert "model" in {a.path for a in client.list_artifacts(r.info.run_id)}
     reports = client.search_runs([experiment.experiment_id], "tags.stage = 'report'")
     assert len(reports) == 1
+
+
+def test_best_model_is_registered_as_champion_and_scores_raw_text(project):
+    root, env, _ = project
+    import mlflow
+
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    champion = client.get_model_version_by_alias("imdb-sentiment", "champion")
+    decision = json.loads((root / "reports/promotion.json").read_text())
+    assert decision["promoted"] and decision["version"] == champion.version
+    assert "no champion yet" in decision["reason"]
+    best = pd.read_csv(root / "reports/comparison.csv").architecture[0]
+    assert champion.tags["architecture"] == best
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pyfunc.load_model("models:/imdb-sentiment@champion")
+    answer = model.predict(pd.DataFrame({"review": ["great wonderful", "awful terrible"]}))
+    assert list(answer.columns) == ["probability"] and len(answer) == 2
+    assert answer.probability.between(0, 1).all()
 
 
 def test_second_repro_runs_nothing(project):

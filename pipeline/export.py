@@ -1,0 +1,153 @@
+"""Stage `export@<architecture>`: wrap a trained model into one that reads raw review text.
+
+The exported Keras model holds the training vocabulary and standardization (TextVectorization
+with `pipeline.prepare.standardize`) and the same padding and truncation, so it answers
+P(positive) for a raw string exactly as evaluation scored the prepared arrays. It is saved as
+exported/<arch>/model.keras and logged to the architecture's MLflow run as a pyfunc model
+that takes a DataFrame with a `review` column.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from keras import layers, ops
+
+from pipeline import UserError, run_stage, tracking
+from pipeline.config import PrepareParams, load_params
+from pipeline.download import REVIEWS_PATH
+from pipeline.evaluate import resume_run
+from pipeline.io import atomic_path
+from pipeline.prepare import PREPARED_DIR, load_split, load_vocabulary, standardize
+from pipeline.train import MODEL_FILE, MODELS_DIR, RUN_FILE
+
+log = logging.getLogger(__name__)
+
+EXPORT_DIR = Path("exported")
+TEXT_COLUMN = "review"
+
+
+@keras.saving.register_keras_serializable(package="pipeline")
+class ClipAndPad(layers.Layer):
+    """Post-padded token ids of any width -> exactly `maxlen`, cut and padded like prepare."""
+
+    def __init__(self, maxlen: int, padding: str = "pre", truncating: str = "pre", **kwargs):
+        super().__init__(**kwargs)
+        self.maxlen, self.padding, self.truncating = maxlen, padding, truncating
+
+    def call(self, tokens):
+        tokens = ops.pad(ops.cast(tokens, "int32"), [[0, 0], [0, 1]])  # width >= 1, even if empty
+        lengths = ops.sum(ops.cast(tokens != 0, "int32"), axis=1, keepdims=True)
+        kept = ops.minimum(lengths, self.maxlen)
+        start = lengths - kept if self.truncating == "pre" else ops.zeros_like(lengths)
+        offset = self.maxlen - kept if self.padding == "pre" else ops.zeros_like(lengths)
+        column = ops.arange(self.maxlen, dtype="int32")[None, :]
+        source = start + column - offset
+        inside = (column >= offset) & (column < offset + kept)
+        gathered = ops.take_along_axis(tokens, ops.clip(source, 0, ops.shape(tokens)[1] - 1),
+                                       axis=1)
+        return ops.where(inside, gathered, ops.zeros_like(gathered))
+
+    def get_config(self):
+        return {**super().get_config(), "maxlen": self.maxlen, "padding": self.padding,
+                "truncating": self.truncating}
+
+
+def text_model(core: keras.Model, vocabulary: list[str], prepare: PrepareParams) -> keras.Model:
+    """Raw strings in, P(positive) out: vectorizer -> clip and pad -> the trained model."""
+    review = keras.Input(shape=(), dtype="string", name=TEXT_COLUMN)
+    vectorizer = layers.TextVectorization(standardize=standardize, vocabulary=vocabulary,
+                                          name="vectorizer")
+    tokens = ClipAndPad(prepare.maxlen, prepare.padding, prepare.truncating)(vectorizer(review))
+    return keras.Model(review, core(tokens), name=f"{core.name}_text")
+
+
+def predict_texts(model: keras.Model, texts: list[str], batch_size: int = 256) -> np.ndarray:
+    """P(positive) per text. Keras refuses NumPy `<U` arrays, so strings go in as a tf tensor."""
+    if not texts:
+        return np.zeros(0, dtype="float32")
+    return model.predict(tf.constant(texts), batch_size=batch_size, verbose=0).reshape(-1)
+
+
+class ReviewSentimentModel(mlflow.pyfunc.PythonModel):
+    """MLflow pyfunc: DataFrame with a `review` column -> DataFrame with `probability`."""
+
+    def __getstate__(self):
+        # MLflow may call load_context on this instance before pickling it; the Keras model
+        # is an artifact loaded at serving time, never part of the pickle.
+        return {}
+
+    def load_context(self, context):
+        import pipeline.export  # noqa: F401  registers the custom layers before loading
+        import pipeline.models  # noqa: F401
+
+        self.model = keras.models.load_model(context.artifacts["keras_model"])
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        texts = model_input[TEXT_COLUMN].astype(str).tolist()
+        return pd.DataFrame({"probability": predict_texts(self.model, texts)})
+
+
+def main(architecture: str) -> None:
+    params = load_params()
+    params.model(architecture)
+    core_path = MODELS_DIR / architecture / MODEL_FILE
+    if not core_path.exists():
+        raise UserError(f"{core_path} not found: run `dvc repro train@{architecture}`")
+    core = keras.models.load_model(core_path)
+    model = text_model(core, load_vocabulary(), params.prepare)
+    check_against_prepared(model, core)
+
+    tracking.setup()
+    with atomic_path(EXPORT_DIR / architecture) as tmp:
+        tmp.mkdir()
+        model.save(tmp / MODEL_FILE)
+        with resume_run(architecture, MODELS_DIR / architecture / RUN_FILE):
+            info = log_text_model(tmp / MODEL_FILE)
+        (tmp / "model_uri.txt").write_text(info.model_uri + "\n", encoding="utf-8")
+    log.info("%s: raw-text model in %s and %s", architecture, EXPORT_DIR / architecture,
+             info.model_uri)
+
+
+def log_text_model(keras_file: Path, name: str = "text_model"):
+    """Log a saved raw-text Keras model to the active MLflow run as a pyfunc model."""
+    example = pd.DataFrame({TEXT_COLUMN: ["A moving, beautifully acted film.",
+                                          "Dull plot and wooden acting.<br />Avoid."]})
+    package = Path(__file__).resolve().parent
+    return mlflow.pyfunc.log_model(
+        name=name, python_model=ReviewSentimentModel(),
+        artifacts={"keras_model": str(keras_file)}, input_example=example,
+        code_paths=[str(package)], pip_requirements=_requirements())
+
+
+def check_against_prepared(model: keras.Model, core: keras.Model, n: int = 64) -> None:
+    """The text model must score raw reviews as the core model scored the prepared arrays."""
+    reviews = pd.read_parquet(REVIEWS_PATH)
+    test = reviews[reviews.split == "test"].reset_index(drop=True)
+    x_test, _ = load_split("test", PREPARED_DIR)
+    rows = np.linspace(0, len(test) - 1, min(n, len(test))).astype(int)
+    expected = core.predict(x_test[rows], verbose=0).reshape(-1)
+    actual = predict_texts(model, test.text[rows].tolist())
+    worst = float(np.abs(expected - actual).max())
+    if worst > 1e-4:
+        raise UserError(f"exported model disagrees with the trained one by {worst:.2g}")
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in
+            ("tensorflow-cpu", "keras", "mlflow", "pandas", "numpy")]
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m pipeline.export <architecture>")
+    run_stage(lambda: main(sys.argv[1]))

@@ -1,0 +1,73 @@
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.config import PrepareParams
+from pipeline.export import ClipAndPad, ReviewSentimentModel, predict_texts, text_model
+from pipeline.models import build_model
+from pipeline.prepare import encode, learn_vocabulary, pad
+
+TEXTS = ["A great film, great cast.<br />Loved it!", "awful", "",
+         "the plot was dull and the film too long to sit through " * 3]
+
+
+@pytest.mark.parametrize("padding", ["pre", "post"])
+@pytest.mark.parametrize("truncating", ["pre", "post"])
+def test_clip_and_pad_matches_prepare(padding, truncating):
+    sequences = [np.array(s) for s in ([5, 6, 7], [1, 2, 3, 4, 5, 6, 7, 8], [], [9])]
+    post_padded = pad(sequences, maxlen=8, padding="post", truncating="post")
+    layer = ClipAndPad(5, padding, truncating)
+    expected = pad(sequences, maxlen=5, padding=padding, truncating=truncating)
+    np.testing.assert_array_equal(np.asarray(layer(post_padded)), expected)
+
+
+@pytest.fixture(scope="module")
+def vocabulary():
+    return learn_vocabulary(TEXTS, vocab_size=40)
+
+
+@pytest.mark.parametrize("architecture", ["gru", "conv1d"])
+def test_text_model_scores_raw_text_as_the_core_scores_prepared_arrays(vocabulary,
+                                                                       architecture):
+    prepare = PrepareParams(val_fraction=0.2, vocab_size=40, maxlen=12)
+    core = build_model(architecture, 40, 12, embedding_dim=4, units=4, **(
+        {"filters": 4, "kernel_size": 3} if architecture == "conv1d" else {}))
+    x = pad(encode(TEXTS, vocabulary), 12)
+    expected = core.predict(x, verbose=0).reshape(-1)
+    np.testing.assert_allclose(predict_texts(text_model(core, vocabulary, prepare), TEXTS),
+                               expected, atol=1e-6)
+
+
+def test_text_model_round_trips_through_a_keras_file(vocabulary, tmp_path):
+    prepare = PrepareParams(val_fraction=0.2, vocab_size=40, maxlen=12)
+    model = text_model(build_model("jordan_rnn", 40, 12, embedding_dim=4, units=4),
+                       vocabulary, prepare)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(predict_texts(loaded, TEXTS), predict_texts(model, TEXTS),
+                               atol=1e-6)
+
+
+def test_pyfunc_wrapper_takes_a_dataframe_of_reviews(vocabulary, tmp_path):
+    prepare = PrepareParams(val_fraction=0.2, vocab_size=40, maxlen=12)
+    model = text_model(build_model("gru", 40, 12, embedding_dim=4, units=4), vocabulary,
+                       prepare)
+    model.save(tmp_path / "m.keras")
+
+    class Context:
+        artifacts = {"keras_model": str(tmp_path / "m.keras")}
+
+    wrapper = ReviewSentimentModel()
+    wrapper.load_context(Context())
+    answer = wrapper.predict(None, pd.DataFrame({"review": TEXTS}))
+    np.testing.assert_allclose(answer.probability, predict_texts(model, TEXTS), atol=1e-6)
+    assert predict_texts(model, []).shape == (0,)
+
+
+def test_pyfunc_wrapper_never_pickles_the_keras_model(vocabulary, tmp_path):
+    import pickle
+
+    wrapper = ReviewSentimentModel()
+    wrapper.model = "a loaded model"
+    assert not hasattr(pickle.loads(pickle.dumps(wrapper)), "model")

@@ -1,0 +1,178 @@
+"""The champion through MLflow: registry and promotion gate, pyfunc, `mlflow models serve`,
+and a remote tracking server. Servers run on 127.0.0.1 and are stopped by the tests."""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+from conftest import synthetic_review
+from mlflow import MlflowClient
+
+from pipeline.config import PrepareParams
+from pipeline.export import log_text_model, text_model
+from pipeline.models import build_model
+from pipeline.prepare import encode, learn_vocabulary, pad
+from pipeline.registry import CHAMPION, promote_if_better
+
+NAME = "imdb-sentiment"
+MLFLOW = str(Path(sys.executable).parent / "mlflow")
+
+
+def labelled_reviews(n: int, seed: int) -> pd.DataFrame:
+    rng = random.Random(seed)
+    labels = [i % 2 for i in range(n)]
+    return pd.DataFrame({"review": [synthetic_review(rng, bool(y)) for y in labels],
+                         "label": labels})
+
+
+@pytest.fixture(scope="module")
+def keras_files(tmp_path_factory):
+    """A trained raw-text model and an untrained one, saved as .keras files."""
+    folder = tmp_path_factory.mktemp("models")
+    train, prepare = labelled_reviews(200, 0), PrepareParams(0.2, 60, 40)
+    vocabulary = learn_vocabulary(train.review.tolist(), 60)
+    keras.utils.set_random_seed(0)
+    files = {}
+    for name, epochs in (("trained", 8), ("untrained", 0)):
+        core = build_model("gru", 60, 40, embedding_dim=8, units=8, dropout=0.0)
+        core.compile(optimizer=keras.optimizers.Adam(0.02), loss="binary_crossentropy")
+        if epochs:
+            x = pad(encode(train.review.tolist(), vocabulary), 40)
+            core.fit(x, train.label.to_numpy("float32"), epochs=epochs, verbose=0)
+        files[name] = folder / f"{name}.keras"
+        text_model(core, vocabulary, prepare).save(files[name])
+    return files
+
+
+def log(keras_file: Path, architecture: str) -> str:
+    with mlflow.start_run(tags={"architecture": architecture}):
+        return log_text_model(keras_file).model_uri
+
+
+@pytest.fixture(scope="module")
+def local_store(tmp_path_factory, keras_files):
+    """A SQLite tracking store whose champion is the trained model."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("imdb-sentiment")
+    test = labelled_reviews(100, 1)
+    trained = log(keras_files["trained"], "gru")
+    first = promote_if_better(NAME, "gru", trained, test, 0.5, margin=0.01)
+    return uri, test, trained, first
+
+
+def test_first_candidate_becomes_champion(local_store):
+    uri, _, _, first = local_store
+    assert first.promoted and first.champion_accuracy is None
+    assert first.candidate_accuracy >= 0.9
+    champion = MlflowClient(uri).get_model_version_by_alias(NAME, CHAMPION)
+    assert champion.version == first.version
+
+
+def test_worse_candidate_is_registered_but_the_alias_stays(local_store, keras_files):
+    uri, test, _, first = local_store
+    mlflow.set_tracking_uri(uri)
+    worse = promote_if_better(NAME, "lstm", log(keras_files["untrained"], "lstm"), test, 0.5,
+                              margin=0.01)
+    assert not worse.promoted and worse.version != first.version
+    assert worse.champion_accuracy == first.candidate_accuracy
+    client = MlflowClient(uri)
+    assert client.get_model_version_by_alias(NAME, CHAMPION).version == first.version
+    assert client.get_model_version(NAME, worse.version).tags["test_accuracy"]
+
+
+def test_rerun_with_the_same_model_moves_nothing(local_store):
+    uri, test, trained, first = local_store
+    mlflow.set_tracking_uri(uri)
+    again = promote_if_better(NAME, "gru", trained, test, 0.5, margin=0.0)
+    assert not again.promoted and again.version == first.version
+    assert "already is the champion" in again.reason
+
+
+def test_pyfunc_predicts_a_dataframe_of_raw_reviews(local_store):
+    mlflow.set_tracking_uri(local_store[0])
+    model = mlflow.pyfunc.load_model(f"models:/{NAME}@{CHAMPION}")
+    answer = model.predict(pd.DataFrame({"review": ["Great wonderful film!<br />Loved it.",
+                                                    "Awful, terrible, boring."]}))
+    assert answer.probability[0] > 0.5 > answer.probability[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(cmd: list[str], env: dict, port: int, log_file: Path) -> subprocess.Popen:
+    # The server starts uvicorn by name: the environment's bin folder must be on PATH.
+    env = {**env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"}
+    process = subprocess.Popen(cmd, env=env, stdout=open(log_file, "w"),  # noqa: SIM115
+                               stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited:\n{log_file.read_text()}")
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok or \
+                    requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).ok:
+                return process
+        except requests.ConnectionError:
+            time.sleep(1)
+    process.terminate()
+    raise AssertionError(f"server did not start in time:\n{log_file.read_text()}")
+
+
+def test_served_champion_answers_dataframe_split_and_inputs(local_store, tmp_path):
+    port = free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": local_store[0]}
+    server = start([MLFLOW, "models", "serve", "-m", f"models:/{NAME}@{CHAMPION}",
+                    "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
+                   env, port, tmp_path / "serve.log")
+    try:
+        url = f"http://127.0.0.1:{port}/invocations"
+        reviews = ["Great wonderful film!", "Awful, terrible, boring."]
+        split = {"columns": ["review"], "data": [[r] for r in reviews]}
+        for payload in ({"dataframe_split": split}, {"inputs": {"review": reviews}}):
+            response = requests.post(url, json=payload, timeout=60)
+            assert response.status_code == 200, response.text
+            predictions = response.json()["predictions"]
+            assert len(predictions) == 2
+            assert predictions[0]["probability"] > 0.5 > predictions[1]["probability"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_logging_and_registry_work_against_a_remote_tracking_server(keras_files, tmp_path):
+    port = free_port()
+    server = start([MLFLOW, "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'db'}",
+                    "--artifacts-destination", (tmp_path / "artifacts").as_uri(),
+                    "-h", "127.0.0.1", "-p", str(port)],
+                   dict(os.environ), port, tmp_path / "server.log")
+    try:
+        uri = f"http://127.0.0.1:{port}"
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_experiment("imdb-sentiment")
+        decision = promote_if_better(NAME, "gru", log(keras_files["trained"], "gru"),
+                                     labelled_reviews(40, 2), 0.5, margin=0.0)
+        client = MlflowClient(uri)
+        assert client.get_model_version_by_alias(NAME, CHAMPION).version == decision.version
+        [run] = client.search_runs([client.get_experiment_by_name("imdb-sentiment")
+                                    .experiment_id])
+        assert run.data.tags["architecture"] == "gru"
+        assert np.isfinite(decision.candidate_accuracy)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
