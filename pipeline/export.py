@@ -25,6 +25,7 @@ from pipeline.config import PrepareParams, load_params
 from pipeline.download import REVIEWS_PATH
 from pipeline.evaluate import resume_run
 from pipeline.io import atomic_path
+from pipeline.models import accepts_any_length
 from pipeline.prepare import PREPARED_DIR, load_split, load_vocabulary, standardize
 from pipeline.train import MODEL_FILE, MODELS_DIR, RUN_FILE
 
@@ -36,19 +37,26 @@ TEXT_COLUMN = "review"
 
 @keras.saving.register_keras_serializable(package="pipeline")
 class ClipAndPad(layers.Layer):
-    """Post-padded token ids of any width -> exactly `maxlen`, cut and padded like prepare."""
+    """Post-padded token ids -> cut and padded like prepare did, to `maxlen` columns.
 
-    def __init__(self, maxlen: int, padding: str = "pre", truncating: str = "pre", **kwargs):
+    With fixed_width=False (for models that mask padding) the batch is only as wide as its
+    longest review, up to `maxlen`: the same predictions for far less work on short reviews.
+    """
+
+    def __init__(self, maxlen: int, padding: str = "pre", truncating: str = "pre",
+                 fixed_width: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.maxlen, self.padding, self.truncating = maxlen, padding, truncating
+        self.fixed_width = fixed_width
 
     def call(self, tokens):
         tokens = ops.pad(ops.cast(tokens, "int32"), [[0, 0], [0, 1]])  # width >= 1, even if empty
         lengths = ops.sum(ops.cast(tokens != 0, "int32"), axis=1, keepdims=True)
         kept = ops.minimum(lengths, self.maxlen)
+        width = self.maxlen if self.fixed_width else ops.maximum(ops.max(kept), 1)
         start = lengths - kept if self.truncating == "pre" else ops.zeros_like(lengths)
-        offset = self.maxlen - kept if self.padding == "pre" else ops.zeros_like(lengths)
-        column = ops.arange(self.maxlen, dtype="int32")[None, :]
+        offset = width - kept if self.padding == "pre" else ops.zeros_like(lengths)
+        column = ops.expand_dims(ops.arange(width, dtype="int32"), 0)
         source = start + column - offset
         inside = (column >= offset) & (column < offset + kept)
         gathered = ops.take_along_axis(tokens, ops.clip(source, 0, ops.shape(tokens)[1] - 1),
@@ -57,7 +65,7 @@ class ClipAndPad(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "maxlen": self.maxlen, "padding": self.padding,
-                "truncating": self.truncating}
+                "truncating": self.truncating, "fixed_width": self.fixed_width}
 
 
 def text_model(core: keras.Model, vocabulary: list[str], prepare: PrepareParams) -> keras.Model:
@@ -65,15 +73,18 @@ def text_model(core: keras.Model, vocabulary: list[str], prepare: PrepareParams)
     review = keras.Input(shape=(), dtype="string", name=TEXT_COLUMN)
     vectorizer = layers.TextVectorization(standardize=standardize, vocabulary=vocabulary,
                                           name="vectorizer")
-    tokens = ClipAndPad(prepare.maxlen, prepare.padding, prepare.truncating)(vectorizer(review))
+    clip_and_pad = ClipAndPad(prepare.maxlen, prepare.padding, prepare.truncating,
+                              fixed_width=not accepts_any_length(core))
+    tokens = clip_and_pad(vectorizer(review))
     return keras.Model(review, core(tokens), name=f"{core.name}_text")
 
 
 def predict_texts(model: keras.Model, texts: list[str], batch_size: int = 256) -> np.ndarray:
-    """P(positive) per text. Keras refuses NumPy `<U` arrays, so strings go in as a tf tensor."""
-    if not texts:
-        return np.zeros(0, dtype="float32")
-    return model.predict(tf.constant(texts), batch_size=batch_size, verbose=0).reshape(-1)
+    """P(positive) per text. Batch by batch, without `predict`'s per-call tf.data set-up, so a
+    single review takes milliseconds; Keras refuses NumPy `<U` arrays, hence tf.constant."""
+    batches = [model.predict_on_batch(tf.constant(texts[i:i + batch_size])).reshape(-1)
+               for i in range(0, len(texts), batch_size)]
+    return np.concatenate(batches) if batches else np.zeros(0, dtype="float32")
 
 
 class ReviewSentimentModel(mlflow.pyfunc.PythonModel):

@@ -22,6 +22,15 @@ def test_clip_and_pad_matches_prepare(padding, truncating):
     np.testing.assert_array_equal(np.asarray(layer(post_padded)), expected)
 
 
+def test_variable_width_is_the_longest_review_up_to_maxlen():
+    sequences = [np.array(s) for s in ([5, 6, 7], [1, 2], [])]
+    post_padded = pad(sequences, maxlen=8, padding="post")
+    out = np.asarray(ClipAndPad(5, fixed_width=False)(post_padded))
+    np.testing.assert_array_equal(out, pad(sequences, maxlen=3))
+    long = pad([np.arange(1, 9)], maxlen=8)
+    assert np.asarray(ClipAndPad(5, fixed_width=False)(long)).tolist() == [[4, 5, 6, 7, 8]]
+
+
 @pytest.fixture(scope="module")
 def vocabulary():
     return learn_vocabulary(TEXTS, vocab_size=40)

@@ -101,6 +101,14 @@ def test_rerun_with_the_same_model_moves_nothing(local_store):
     assert "already is the champion" in again.reason
 
 
+def test_logged_model_has_a_review_signature_and_an_input_example(local_store):
+    mlflow.set_tracking_uri(local_store[0])
+    info = mlflow.models.get_model_info(local_store[2])
+    assert info.signature.inputs.input_names() == ["review"]
+    assert info.signature.outputs.input_names() == ["probability"]
+    assert info.saved_input_example_info is not None
+
+
 def test_pyfunc_predicts_a_dataframe_of_raw_reviews(local_store):
     mlflow.set_tracking_uri(local_store[0])
     model = mlflow.pyfunc.load_model(f"models:/{NAME}@{CHAMPION}")
