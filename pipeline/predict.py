@@ -14,10 +14,10 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline import UserError
-from pipeline.export import TEXT_COLUMN
+from pipeline.export import EXPORT_DIR, TEXT_COLUMN, predict_texts
+from pipeline.train import MODEL_FILE
 
 DEFAULT_MODEL = "models:/imdb-sentiment@champion"
-EXPORT_DIR = Path("exported")
 
 
 def decode(raw: bytes, source: str) -> str:
@@ -58,17 +58,14 @@ def _column(table: pd.DataFrame, column: str | None, path: Path) -> list[str]:
 
 def load_scorer(model: str):
     """A function list[str] -> probabilities, for an architecture name or an MLflow model URI."""
-    local = EXPORT_DIR / model / "model.keras"
+    local = EXPORT_DIR / model / MODEL_FILE
     if "/" not in model and ":" not in model:
         if not local.exists():
             raise UserError(f"no exported model for architecture {model!r} at {local}: run "
                             f"`dvc repro export@{model}`, or pass an MLflow model URI")
         import keras
 
-        import pipeline.export  # noqa: F401  custom layers
-        from pipeline.export import predict_texts
-
-        keras_model = keras.models.load_model(local)
+        keras_model = keras.models.load_model(local)  # pipeline.export registered its layers
         return lambda texts: predict_texts(keras_model, texts)
 
     import mlflow
