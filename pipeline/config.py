@@ -29,6 +29,29 @@ class DownloadParams:
 
 
 @dataclass(frozen=True)
+class ValidateParams:
+    balance_tolerance: float
+    min_words: int
+    max_words: int
+    median_words: tuple[int, int]
+    duplicates_by: str = "normalized"
+    drop_duplicates: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "median_words", tuple(self.median_words))
+        _check(0 <= self.balance_tolerance < 0.5, "validate.balance_tolerance",
+               "must be between 0 and 0.5 (a distance from a 50% positive share)")
+        _check(1 <= self.min_words <= self.max_words, "validate.min_words",
+               "must be >= 1 and <= validate.max_words")
+        _check(len(self.median_words) == 2 and self.median_words[0] <= self.median_words[1],
+               "validate.median_words", "must be [low, high] with low <= high")
+        _check(self.duplicates_by in ("exact", "normalized"), "validate.duplicates_by",
+               "must be 'exact' or 'normalized'")
+        _check(isinstance(self.drop_duplicates, bool), "validate.drop_duplicates",
+               "must be true or false")
+
+
+@dataclass(frozen=True)
 class PrepareParams:
     val_fraction: float
     vocab_size: int
@@ -72,15 +95,29 @@ class EvaluateParams:
         _check(0 < self.threshold < 1, "evaluate.threshold", "must be between 0 and 1")
 
 
+BEHAVIOR_TYPES = ("mft", "inv", "dir")
+
+
 @dataclass(frozen=True)
 class ReportParams:
     registered_model: str = "imdb-sentiment"
     promotion_margin: float = 0.0
+    behavior_thresholds: dict[str, float] = dataclasses.field(
+        default_factory=lambda: dict.fromkeys(BEHAVIOR_TYPES, 0.0))
+    behavior_dir_tolerance: float = 0.01
 
     def __post_init__(self):
         _check(bool(self.registered_model), "report.registered_model", "must not be empty")
         _check(0 <= self.promotion_margin < 1, "report.promotion_margin",
                "must be between 0 and 1 (an accuracy difference)")
+        thresholds = self.behavior_thresholds
+        _check(isinstance(thresholds, dict) and set(thresholds) == set(BEHAVIOR_TYPES),
+               "report.behavior_thresholds", f"must give exactly {', '.join(BEHAVIOR_TYPES)}")
+        for kind, value in thresholds.items():
+            _check(isinstance(value, int | float) and 0 <= value <= 1,
+                   f"report.behavior_thresholds.{kind}", "must be a pass rate between 0 and 1")
+        _check(0 <= self.behavior_dir_tolerance < 1, "report.behavior_dir_tolerance",
+               "must be between 0 and 1 (a probability)")
 
 
 @dataclass(frozen=True)
@@ -102,6 +139,7 @@ class ModelParams:
 class Params:
     seed: int
     download: DownloadParams
+    validate: ValidateParams
     prepare: PrepareParams
     train: TrainParams
     evaluate: EvaluateParams
@@ -156,6 +194,7 @@ def parse_params(raw: dict[str, Any]) -> Params:
     return Params(
         seed=int(_require(raw, "seed")),
         download=_section(DownloadParams, raw, "download"),
+        validate=_section(ValidateParams, raw, "validate"),
         prepare=_section(PrepareParams, raw, "prepare"),
         train=_section(TrainParams, raw, "train"),
         evaluate=_section(EvaluateParams, raw, "evaluate"),

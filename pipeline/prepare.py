@@ -18,11 +18,12 @@ from sklearn.model_selection import train_test_split
 
 from pipeline import run_stage
 from pipeline.config import PrepareParams, load_params
-from pipeline.download import REVIEWS_PATH
 from pipeline.io import atomic_path, write_json
+from pipeline.validate import VALIDATED_PATH
 
 log = logging.getLogger(__name__)
 
+INPUT_PATH = VALIDATED_PATH  # the reviews that passed the `validate` stage
 PREPARED_DIR = Path("data/prepared")
 VOCAB_FILE = "vocab.txt"
 DATA_REPORT_PATH = Path("metrics/data.json")
@@ -95,7 +96,7 @@ def data_report(sequences: dict[str, list[np.ndarray]], labels: dict[str, np.nda
 def main() -> None:
     params = load_params()
     prep: PrepareParams = params.prepare
-    reviews = pd.read_parquet(REVIEWS_PATH)
+    reviews = pd.read_parquet(INPUT_PATH)
     splits = split_reviews(reviews, prep.val_fraction, params.seed)
     log.info("split: %s", {name: len(df) for name, df in splits.items()})
     vocabulary = learn_vocabulary(splits["train"].text.tolist(), prep.vocab_size)
