@@ -2,13 +2,14 @@
 
 The candidate and the current champion are both scored on the same held-out test reviews
 (the champion is re-scored, so a changed test set cannot flatter either), and the alias moves
-only if the candidate is better by at least the margin in params.
+only if the candidate passes two gates: it beats the champion by at least the margin in params
+(accuracy), and its behavioral pass rates meet report.behavior_thresholds (behavior).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import mlflow
 import numpy as np
@@ -16,6 +17,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from pipeline.behavior import shortfalls
 from pipeline.export import TEXT_COLUMN
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,9 @@ class Decision:
     margin: float
     version: str | None = None
     champion_version: str | None = None
+    held_back_by: list[str] = field(default_factory=list)  # gates failed: accuracy, behavior
+    behavior_pass_rates: dict[str, float] | None = None
+    behavior_thresholds: dict[str, float] | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -49,6 +54,27 @@ def decide(candidate_accuracy: float, champion_accuracy: float | None,
     return False, f"does not beat the champion by the margin: {gain:+.4f} < {margin}"
 
 
+def decide_promotion(candidate_accuracy: float, champion_accuracy: float | None, margin: float,
+                     pass_rates: dict[str, float] | None = None,
+                     thresholds: dict[str, float] | None = None
+                     ) -> tuple[bool, str, list[str]]:
+    """Both gates: accuracy (`decide`) and, given thresholds, behavior.
+
+    Returns (promoted, reason, the gates that held the candidate back). A candidate without
+    pass rates fails any threshold above zero.
+    """
+    promoted, reason = decide(candidate_accuracy, champion_accuracy, margin)
+    held_back_by = [] if promoted else ["accuracy"]
+    if thresholds is not None:
+        missing = shortfalls(pass_rates or {}, thresholds)
+        if missing:
+            held_back_by.append("behavior")
+            reason += f"; behavioral pass rates below the thresholds: {', '.join(missing)}"
+        else:
+            reason += "; behavioral pass rates meet the thresholds"
+    return not held_back_by, reason, held_back_by
+
+
 def accuracy_on(model_uri: str, reviews: pd.DataFrame, threshold: float) -> float:
     model = mlflow.pyfunc.load_model(model_uri)
     probability = model.predict(reviews[[TEXT_COLUMN]])["probability"].to_numpy()
@@ -63,30 +89,39 @@ def current_champion(client: MlflowClient, name: str):
 
 
 def promote_if_better(name: str, architecture: str, model_uri: str, test: pd.DataFrame,
-                      threshold: float, margin: float) -> Decision:
-    """Register the candidate as a version of `name`; move the alias to it only on a win.
+                      threshold: float, margin: float,
+                      pass_rates: dict[str, float] | None = None,
+                      thresholds: dict[str, float] | None = None) -> Decision:
+    """Register the candidate as a version of `name`; move the alias to it only if it passes
+    both gates (see `decide_promotion`).
 
-    Both are scored on `test` (columns review, label).
+    Both are scored on `test` (columns review, label); `pass_rates` are the candidate's
+    behavioral pass rates per test type.
     """
     client = MlflowClient()
     version = registered_version(client, name, model_uri, architecture)
     candidate_accuracy = accuracy_on(model_uri, test, threshold)
     champion = current_champion(client, name)
-    champion_accuracy = None
+    champion_accuracy, held_back_by = None, []
     if champion is not None and champion.version == version.version:
         promoted, reason = False, "the candidate already is the champion"
         champion_accuracy = candidate_accuracy
     else:
         if champion is not None:
             champion_accuracy = accuracy_on(f"models:/{name}@{CHAMPION}", test, threshold)
-        promoted, reason = decide(candidate_accuracy, champion_accuracy, margin)
+        promoted, reason, held_back_by = decide_promotion(
+            candidate_accuracy, champion_accuracy, margin, pass_rates, thresholds)
     if promoted:
         client.set_registered_model_alias(name, CHAMPION, version.version)
     client.set_model_version_tag(name, version.version, "test_accuracy",
                                  f"{candidate_accuracy:.4f}")
+    for kind, rate in (pass_rates or {}).items():
+        client.set_model_version_tag(name, version.version, f"behavior_{kind}_pass_rate",
+                                     f"{rate:.4f}")
     decision = Decision(promoted, reason, architecture, round(candidate_accuracy, 4),
                         None if champion_accuracy is None else round(champion_accuracy, 4),
-                        margin, version.version, champion.version if champion else None)
+                        margin, version.version, champion.version if champion else None,
+                        held_back_by, pass_rates, thresholds)
     log.info("champion decision: %s", decision)
     return decision
 

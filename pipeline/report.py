@@ -1,7 +1,8 @@
 """Stage `report`: compare every architecture, and offer the best one as the champion.
 
-Reads the per-architecture metrics and histories the train and evaluate stages wrote; writes
-reports/comparison.{csv,md}, reports/promotion.json, reports/accuracy.png and
+Reads the per-architecture metrics and histories the train and evaluate stages wrote; runs the
+behavioral tests (pipeline/behavior.py) on the best model; writes reports/comparison.{csv,md},
+reports/promotion.json, reports/behavior.csv, reports/accuracy.png and
 reports/learning_curves.png, all logged to one MLflow run.
 """
 
@@ -14,7 +15,7 @@ import matplotlib
 import mlflow
 import pandas as pd
 
-from pipeline import UserError, run_stage, tracking
+from pipeline import UserError, behavior, run_stage, tracking
 from pipeline.config import load_params
 from pipeline.download import REVIEWS_PATH
 from pipeline.evaluate import EVAL_METRICS_DIR
@@ -109,6 +110,35 @@ def promotion_markdown(decision: dict, registered_model: str) -> str:
         + f". Decision: **{verdict}** ({decision['reason']}).", ""])
 
 
+def gate_markdown(decision: dict, per_test: pd.DataFrame) -> str:
+    """The two promotion gates, which one held the candidate back, and the behavioral tests."""
+    thresholds = decision["behavior_thresholds"] or {}
+    rates = decision["behavior_pass_rates"] or {}
+    held = decision["held_back_by"]
+    champion = decision["champion_accuracy"]
+    lines = ["", "## Promotion gates", "",
+             "| gate | candidate | required | passed |", "|---|---:|---:|---|",
+             f"| accuracy | {decision['candidate_accuracy']:.4f} | "
+             + ("any (no champion)" if champion is None else
+                f"{champion:.4f} + {decision['margin']}")
+             + f" | {'no' if 'accuracy' in held else 'yes'} |"]
+    for kind, threshold in thresholds.items():
+        rate = rates.get(kind)
+        shown = "n/a" if rate is None else f"{rate:.3f}"
+        passed = rate is not None and rate >= threshold
+        lines.append(f"| behavior: {kind} pass rate | {shown} | {threshold} | "
+                     f"{'yes' if passed else 'no'} |")
+    lines += ["", ("Held back by the " + " and the ".join(held) + " gate"
+                   + ("s" if len(held) > 1 else "") + "." if held else
+                   "No gate held the candidate back."), "",
+              "Behavioral tests of the candidate (CheckList; cases in "
+              "`pipeline/behavior_cases.yaml`, each case in `reports/behavior.csv`):", "",
+              "| type | test | cases | pass rate |", "|---|---|---:|---:|"]
+    lines += [f"| {row.type} | {row.test} | {row.cases} | {row.pass_rate:.3f} |"
+              for row in per_test.itertuples()]
+    return "\n".join(lines + [""])
+
+
 def main() -> None:
     params = load_params()
     architectures = params.architectures
@@ -129,12 +159,19 @@ def main() -> None:
         tags = {"stage": "report", "git_commit": tracking.git_commit()}
         with mlflow.start_run(run_name="comparison-report", tags=tags):
             model_uri = (EXPORT_DIR / best / "model_uri.txt").read_text().strip()
+            results = behavior.run_suite(behavior.model_predictor(model_uri),
+                                         behavior.load_cases(), params.evaluate.threshold,
+                                         params.report.behavior_dir_tolerance)
+            pass_rates = behavior.log_to_mlflow(results)
             decision = promote_if_better(params.report.registered_model, best, model_uri, test,
                                          params.evaluate.threshold,
-                                         params.report.promotion_margin).as_dict()
+                                         params.report.promotion_margin, pass_rates,
+                                         params.report.behavior_thresholds).as_dict()
             table.to_csv(tmp / "comparison.csv", index=False)
+            results.to_csv(tmp / "behavior.csv", index=False)
             (tmp / "comparison.md").write_text(
-                to_markdown(table) + promotion_markdown(decision, params.report.registered_model),
+                to_markdown(table) + promotion_markdown(decision, params.report.registered_model)
+                + gate_markdown(decision, behavior.pass_rates_by_test(results)),
                 encoding="utf-8")
             write_json(tmp / "promotion.json", decision)
             accuracy_chart(table, tmp / "accuracy.png")

@@ -1,0 +1,209 @@
+"""Behavioral tests of a sentiment model (CheckList: Ribeiro et al., 2020).
+
+The cases live in pipeline/behavior_cases.yaml, as templates and fillers that `load_cases`
+expands. `run_suite` scores them with any `predict(texts) -> P(positive)` and says which
+pass; `pass_rates` gives one rate per test type (mft, inv, dir), what the promotion gate
+compares with `report.behavior_thresholds`.
+
+    python -m pipeline.behavior --model-uri models:/imdb-sentiment@champion [--log]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import string
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from pipeline import UserError, run_stage
+from pipeline.config import BEHAVIOR_TYPES
+
+log = logging.getLogger(__name__)
+
+CASES_PATH = Path(__file__).with_name("behavior_cases.yaml")
+Predict = Callable[[list[str]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Case:
+    test: str
+    type: str                       # mft, inv or dir
+    text: str
+    perturbed: str | None = None    # inv, dir: the changed text
+    label: int | None = None        # mft: the expected label
+    direction: int = 0              # dir: +1 P(positive) must not fall, -1 must not rise
+
+
+def load_cases(path: Path | str = CASES_PATH) -> list[Case]:
+    spec = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    cases = [case for test in spec["tests"] for case in expand(test, spec)]
+    if not cases:
+        raise UserError(f"{path} holds no behavioral test cases")
+    return cases
+
+
+def expand(test: dict, spec: dict) -> Iterator[Case]:
+    """The cases of one test in the cases file."""
+    name, kind = test["name"], test["type"]
+    if kind not in BEHAVIOR_TYPES:
+        raise UserError(f"behavioral test {name!r}: type must be one of {BEHAVIOR_TYPES}")
+    fillers, reviews = spec.get("fillers", {}), spec.get("reviews", [])
+    direction = {"up": 1, "down": -1}.get(test.get("direction"), 0)
+    if kind == "dir" and not direction:
+        raise UserError(f"behavioral test {name!r}: a dir test needs direction: up or down")
+    if "append" in test:
+        for review, sentence in itertools.product(reviews, fillers[test["append"]]):
+            yield Case(name, kind, review, f"{review} {sentence}", direction=direction)
+    elif test.get("line_break"):
+        for review in reviews:
+            yield Case(name, kind, review, review.replace(". ", ".<br /><br />", 1))
+    elif "swap" in test:
+        values, slot = fillers[test["swap"]], "{" + test["swap"] + "}"
+        for template in test["templates"]:
+            for filled in fill(template, fillers, keep=test["swap"]):
+                for value, other in zip(values, values[1:] + values[:1], strict=True):
+                    yield Case(name, kind, filled.replace(slot, value),
+                               filled.replace(slot, other))
+    else:
+        for template in test["templates"]:
+            for text in fill(template, fillers):
+                yield Case(name, kind, text, label=int(test["label"]))
+
+
+def fill(template: str, fillers: dict[str, list[str]], keep: str | None = None) -> Iterator[str]:
+    """`template` with every combination of its fillers' values; `{keep}` stays as it is."""
+    names = sorted({field for _, field, _, _ in string.Formatter().parse(template)
+                    if field and field != keep})
+    for values in itertools.product(*(fillers[n] for n in names)):
+        yield template.format(**dict(zip(names, values, strict=True)),
+                              **({keep: "{" + keep + "}"} if keep else {}))
+
+
+def run_suite(predict: Predict, cases: list[Case], threshold: float = 0.5,
+              dir_tolerance: float = 0.01) -> pd.DataFrame:
+    """One row per case: its probabilities and whether it passed."""
+    texts = sorted({c.text for c in cases} | {c.perturbed for c in cases if c.perturbed})
+    probability = dict(zip(texts, np.asarray(predict(texts), dtype=float).reshape(-1),
+                           strict=True))
+    rows = []
+    for case in cases:
+        p = probability[case.text]
+        q = probability[case.perturbed] if case.perturbed else np.nan
+        if case.type == "mft":
+            passed = (p >= threshold) == bool(case.label)
+        elif case.type == "inv":
+            passed = (p >= threshold) == (q >= threshold)
+        else:
+            passed = case.direction * (q - p) >= -dir_tolerance
+        rows.append({**asdict(case), "probability": p, "perturbed_probability": q,
+                     "passed": bool(passed)})
+    return pd.DataFrame(rows)
+
+
+def pass_rates(results: pd.DataFrame) -> dict[str, float]:
+    """Share of cases passed, per test type."""
+    return {kind: round(float(results.passed[results.type == kind].mean()), 4)
+            for kind in BEHAVIOR_TYPES if (results.type == kind).any()}
+
+
+def pass_rates_by_test(results: pd.DataFrame) -> pd.DataFrame:
+    """Per test: its type, number of cases and share passed."""
+    return (results.groupby(["type", "test"], sort=False)
+            .agg(cases=("passed", "size"), pass_rate=("passed", "mean"))
+            .reset_index())
+
+
+def shortfalls(rates: dict[str, float], thresholds: dict[str, float]) -> list[str]:
+    """The test types whose pass rate is below its threshold, as readable lines."""
+    return [f"{kind} {rates.get(kind, 0.0):.3f} < {threshold}"
+            for kind, threshold in thresholds.items() if rates.get(kind, 0.0) < threshold]
+
+
+def model_predictor(model_uri: str) -> Predict:
+    """Load an MLflow pyfunc model that reads a `review` column and answers `probability`."""
+    import mlflow
+
+    from pipeline.export import TEXT_COLUMN
+
+    model = mlflow.pyfunc.load_model(model_uri)
+    return lambda texts: model.predict(
+        pd.DataFrame({TEXT_COLUMN: texts}))["probability"].to_numpy()
+
+
+def log_to_mlflow(results: pd.DataFrame) -> dict[str, float]:
+    """Pass rates (per type and per test) as metrics of the active run, the cases as a table."""
+    import mlflow
+
+    rates = pass_rates(results)
+    mlflow.log_metrics({f"behavior_{kind}_pass_rate": rate for kind, rate in rates.items()})
+    mlflow.log_metrics({f"behavior_{row.type}_{row.test}_pass_rate": row.pass_rate
+                        for row in pass_rates_by_test(results).itertuples()})
+    mlflow.log_table(results, artifact_file="behavior/cases.json")
+    return rates
+
+
+def summary(results: pd.DataFrame, max_failures: int = 10) -> str:
+    """Pass rates per type and per test, and a few failing cases of each test, as text."""
+    lines = ["pass rate per type: " + ", ".join(
+        f"{kind} {rate:.3f}" for kind, rate in pass_rates(results).items())]
+    for row in pass_rates_by_test(results).itertuples():
+        lines.append(f"  {row.type} {row.test}: {row.pass_rate:.3f} of {row.cases}")
+        failed = results[(results.test == row.test) & ~results.passed]
+        for case in failed.head(max_failures).itertuples():
+            if case.type == "mft":
+                lines.append(f"    FAIL p={case.probability:.3f} (want label {case.label:.0f}): "
+                             f"{case.text}")
+            else:
+                lines.append(f"    FAIL p={case.probability:.3f} -> "
+                             f"{case.perturbed_probability:.3f}: {case.text!r} -> "
+                             f"{case.perturbed!r}")
+        if len(failed) > max_failures:
+            lines.append(f"    ... and {len(failed) - max_failures} more")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.behavior",
+                                     description="Run the behavioral tests against a model.")
+    parser.add_argument("--model-uri", default="models:/imdb-sentiment@champion")
+    parser.add_argument("--cases", default=str(CASES_PATH))
+    parser.add_argument("--log", action="store_true",
+                        help="log the pass rates and cases to a new MLflow run")
+    args = parser.parse_args(argv)
+
+    from pipeline import tracking
+    from pipeline.config import load_params
+
+    params = load_params()
+    if args.log:
+        tracking.setup()
+    else:  # only read from the store
+        import mlflow
+
+        mlflow.set_tracking_uri(tracking.tracking_uri())
+    results = run_suite(model_predictor(args.model_uri), load_cases(args.cases),
+                        params.evaluate.threshold, params.report.behavior_dir_tolerance)
+    print(summary(results))
+    if args.log:
+        import mlflow
+
+        with mlflow.start_run(run_name="behavioral-tests",
+                              tags={"stage": "behavior", "model_uri": args.model_uri}):
+            log_to_mlflow(results)
+    missing = shortfalls(pass_rates(results), params.report.behavior_thresholds)
+    print("below report.behavior_thresholds: " + ", ".join(missing) if missing
+          else "all pass rates meet report.behavior_thresholds")
+    if missing:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    run_stage(main)

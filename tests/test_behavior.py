@@ -1,0 +1,94 @@
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from pipeline import UserError
+from pipeline.behavior import (
+    Case,
+    expand,
+    load_cases,
+    pass_rates,
+    pass_rates_by_test,
+    run_suite,
+    shortfalls,
+    summary,
+)
+
+
+def stub(answers: dict[str, float]):
+    """A model whose P(positive) for each text is known; it records what it was asked."""
+    def predict(texts: list[str]) -> np.ndarray:
+        predict.calls.append(list(texts))
+        return np.array([answers[t] for t in texts])
+    predict.calls = []
+    return predict
+
+
+def test_the_cases_file_expands_to_a_few_hundred_cases_of_each_type():
+    cases = load_cases()
+    counts = Counter(c.type for c in cases)
+    assert 300 <= len(cases) <= 800 and min(counts.values()) >= 100
+    assert {c.test for c in cases} >= {"clear_praise", "negated_pans", "person_name_changed",
+                                       "html_line_break_added", "positive_sentence_added"}
+    assert all(c.label in (0, 1) for c in cases if c.type == "mft")
+    assert all(c.perturbed and c.perturbed != c.text for c in cases if c.type != "mft")
+    assert all(c.direction in (1, -1) for c in cases if c.type == "dir")
+    assert not any("{" in c.text or "}" in (c.perturbed or "") for c in cases)
+
+
+def test_templates_are_filled_with_every_combination_and_swaps_pair_neighbours():
+    spec = {"fillers": {"adj": ["good", "fine"], "who": ["Ann", "Bob", "Cy"]}}
+    mft = list(expand({"name": "t", "type": "mft", "label": 1,
+                       "templates": ["{who} was {adj}."]}, spec))
+    assert len(mft) == 6 and mft[0] == Case("t", "mft", "Ann was good.", label=1)
+    inv = list(expand({"name": "s", "type": "inv", "swap": "who",
+                       "templates": ["{who} was {adj}."]}, spec))
+    assert [(c.text, c.perturbed) for c in inv[:3]] == [
+        ("Ann was good.", "Bob was good."), ("Bob was good.", "Cy was good."),
+        ("Cy was good.", "Ann was good.")]
+
+
+def test_line_breaks_and_appended_sentences_change_the_base_reviews():
+    spec = {"fillers": {"more": ["Loved it."]}, "reviews": ["Nice film. Good cast."]}
+    (brk,) = expand({"name": "b", "type": "inv", "line_break": True}, spec)
+    assert brk.perturbed == "Nice film.<br /><br />Good cast."
+    (up,) = expand({"name": "u", "type": "dir", "direction": "up", "append": "more"}, spec)
+    assert up.perturbed == "Nice film. Good cast. Loved it." and up.direction == 1
+
+
+def test_a_directional_test_needs_a_direction():
+    with pytest.raises(UserError, match="direction"):
+        list(expand({"name": "d", "type": "dir", "append": "x"}, {"fillers": {"x": ["a"]}}))
+
+
+def test_each_test_type_passes_and_fails_as_its_definition_says():
+    cases = [
+        Case("praise", "mft", "good", label=1),             # 0.9: pass
+        Case("praise", "mft", "not bad", label=1),          # 0.2: fail
+        Case("names", "inv", "Ann rocks", "Bob rocks"),     # 0.8 -> 0.6: pass
+        Case("names", "inv", "Ann rocks!", "Cy rocks!"),    # 0.8 -> 0.3: flips, fail
+        Case("up", "dir", "ok", "ok. Loved it.", direction=1),        # 0.5 -> 0.495: pass
+        Case("up", "dir", "meh", "meh. Loved it.", direction=1),      # 0.5 -> 0.40: fail
+        Case("down", "dir", "so so", "so so. Awful.", direction=-1),  # 0.5 -> 0.60: fail
+    ]
+    answers = {"good": 0.9, "not bad": 0.2, "Ann rocks": 0.8, "Bob rocks": 0.6,
+               "Ann rocks!": 0.8, "Cy rocks!": 0.3, "ok": 0.5, "ok. Loved it.": 0.495,
+               "meh": 0.5, "meh. Loved it.": 0.4, "so so": 0.5, "so so. Awful.": 0.6}
+    predict = stub(answers)
+    results = run_suite(predict, cases, threshold=0.5, dir_tolerance=0.01)
+    assert results.passed.tolist() == [True, False, True, False, True, False, False]
+    assert pass_rates(results) == {"mft": 0.5, "inv": 0.5, "dir": round(1 / 3, 4)}
+    assert len(predict.calls) == 1 and sorted(predict.calls[0]) == sorted(answers)
+    per_test = pass_rates_by_test(results).set_index("test")
+    assert per_test.loc["down", "pass_rate"] == 0 and per_test.loc["praise", "cases"] == 2
+    assert "FAIL p=0.200 (want label 1): not bad" in summary(results)
+
+
+def test_a_model_that_always_says_positive_scores_chance_on_minimum_functionality():
+    cases = load_cases()
+    texts = {c.text for c in cases} | {c.perturbed for c in cases if c.perturbed}
+    rates = pass_rates(run_suite(stub(dict.fromkeys(texts, 0.9)), cases))
+    assert rates == {"mft": 0.5, "inv": 1.0, "dir": 1.0}
+    assert shortfalls(rates, {"mft": 0.8, "inv": 0.9, "dir": 0.9}) == ["mft 0.500 < 0.8"]
+    assert shortfalls(rates, {"mft": 0.5, "inv": 1.0, "dir": 0.0}) == []
