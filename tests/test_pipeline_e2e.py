@@ -60,6 +60,11 @@ def test_every_stage_writes_its_declared_outputs(project):
     reviews = pd.read_parquet(root / "data/reviews.parquet")
     assert len(reviews) == 240 and set(reviews.split) == {"train", "test"}
     assert len(pd.read_parquet(root / "data/unlabelled.parquet")) == 5
+    validation = json.loads((root / "metrics/validation.json").read_text())
+    assert all(validation["expectations"].values())
+    assert validation["duplicates"]["exact"]["test_in_train"] == 0  # nothing to drop here
+    assert len(pd.read_parquet(root / "data/validated/reviews.parquet")) == 240
+    assert (root / "data/validated/duplicates.csv").exists()
     for split in ("train", "val", "test"):
         assert (root / f"data/prepared/{split}.npz").exists()
     data_report = json.loads((root / "metrics/data.json").read_text())
@@ -75,6 +80,8 @@ def test_every_stage_writes_its_declared_outputs(project):
     assert sorted(table.architecture) == sorted(ARCHITECTURES)
     assert table.accuracy.is_monotonic_decreasing
     assert (root / "reports/accuracy.png").exists()
+    assert len(pd.read_csv(root / "reports/behavior.csv")) >= 300
+    assert "## Promotion gates" in (root / "reports/comparison.md").read_text()
 
 
 def test_each_architecture_is_one_mlflow_run_with_params_metrics_and_provenance(project):
@@ -96,6 +103,8 @@ def test_each_architecture_is_one_mlflow_run_with_params_metrics_and_provenance(
         assert "model" in {a.path for a in client.list_artifacts(r.info.run_id)}
     reports = client.search_runs([experiment.experiment_id], "tags.stage = 'report'")
     assert len(reports) == 1
+    assert {"behavior_mft_pass_rate", "behavior_inv_pass_rate", "behavior_dir_pass_rate"} <= set(
+        reports[0].data.metrics)
 
 
 def test_best_model_is_registered_as_champion_and_scores_raw_text(project):
@@ -107,6 +116,8 @@ def test_best_model_is_registered_as_champion_and_scores_raw_text(project):
     champion = client.get_model_version_by_alias("imdb-sentiment", "champion")
     decision = json.loads((root / "reports/promotion.json").read_text())
     assert decision["promoted"] and decision["version"] == champion.version
+    assert decision["held_back_by"] == [] and set(decision["behavior_pass_rates"]) == {
+        "mft", "inv", "dir"}
     assert "no champion yet" in decision["reason"]
     best = pd.read_csv(root / "reports/comparison.csv").architecture[0]
     assert champion.tags["architecture"] == best

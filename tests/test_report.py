@@ -1,6 +1,12 @@
 import pandas as pd
 
-from pipeline.report import accuracy_chart, comparison_table, learning_curves_chart, to_markdown
+from pipeline.report import (
+    accuracy_chart,
+    comparison_table,
+    gate_markdown,
+    learning_curves_chart,
+    to_markdown,
+)
 
 
 def metrics():
@@ -37,3 +43,20 @@ def test_charts_are_written(tmp_path):
     learning_curves_chart({"gru": history, "dense": history}, tmp_path / "l.png")
     assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "l.png").stat().st_size > 5000
+
+
+def test_the_report_names_the_gate_that_held_the_candidate_back():
+    decision = {"candidate_accuracy": 0.9, "champion_accuracy": 0.88, "margin": 0.002,
+                "held_back_by": ["behavior"], "behavior_pass_rates": {"mft": 0.5, "inv": 0.95},
+                "behavior_thresholds": {"mft": 0.55, "inv": 0.9}}
+    per_test = pd.DataFrame({"type": ["mft"], "test": ["negated_pans"], "cases": [45],
+                             "pass_rate": [0.0]})
+    text = gate_markdown(decision, per_test)
+    assert "| accuracy | 0.9000 | 0.8800 + 0.002 | yes |" in text
+    assert "| behavior: mft pass rate | 0.500 | 0.55 | no |" in text
+    assert "| behavior: inv pass rate | 0.950 | 0.9 | yes |" in text
+    assert "Held back by the behavior gate." in text
+    assert "| mft | negated_pans | 45 | 0.000 |" in text
+    both = gate_markdown({**decision, "held_back_by": ["accuracy", "behavior"]}, per_test)
+    assert "Held back by the accuracy and the behavior gates." in both
+    assert "No gate held" in gate_markdown({**decision, "held_back_by": []}, per_test)
