@@ -128,9 +128,13 @@ def gate_markdown(decision: dict, per_test: pd.DataFrame) -> str:
         passed = rate is not None and rate >= threshold
         lines.append(f"| behavior: {kind} pass rate | {shown} | {threshold} | "
                      f"{'yes' if passed else 'no'} |")
-    lines += ["", ("Held back by the " + " and the ".join(held) + " gate"
-                   + ("s" if len(held) > 1 else "") + "." if held else
-                   "No gate held the candidate back."), "",
+    if held:
+        verdict = "Held back by the " + " and the ".join(held) + " gate" + "s" * (len(held) > 1)
+    elif decision["promoted"]:
+        verdict = "No gate held the candidate back"
+    else:
+        verdict = f"Not promoted: {decision['reason']}"
+    lines += ["", verdict + ".", "",
               "Behavioral tests of the candidate (CheckList; cases in "
               "`pipeline/behavior_cases.yaml`, each case in `reports/behavior.csv`):", "",
               "| type | test | cases | pass rate |", "|---|---|---:|---:|"]

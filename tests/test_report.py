@@ -46,7 +46,8 @@ def test_charts_are_written(tmp_path):
 
 
 def test_the_report_names_the_gate_that_held_the_candidate_back():
-    decision = {"candidate_accuracy": 0.9, "champion_accuracy": 0.88, "margin": 0.002,
+    decision = {"promoted": False, "reason": "...",
+                "candidate_accuracy": 0.9, "champion_accuracy": 0.88, "margin": 0.002,
                 "held_back_by": ["behavior"], "behavior_pass_rates": {"mft": 0.5, "inv": 0.95},
                 "behavior_thresholds": {"mft": 0.55, "inv": 0.9}}
     per_test = pd.DataFrame({"type": ["mft"], "test": ["negated_pans"], "cases": [45],
@@ -59,4 +60,8 @@ def test_the_report_names_the_gate_that_held_the_candidate_back():
     assert "| mft | negated_pans | 45 | 0.000 |" in text
     both = gate_markdown({**decision, "held_back_by": ["accuracy", "behavior"]}, per_test)
     assert "Held back by the accuracy and the behavior gates." in both
-    assert "No gate held" in gate_markdown({**decision, "held_back_by": []}, per_test)
+    assert "No gate held" in gate_markdown({**decision, "held_back_by": [], "promoted": True},
+                                           per_test)
+    already = {**decision, "held_back_by": [], "reason": "the candidate already is the champion"}
+    assert "Not promoted: the candidate already is the champion." in gate_markdown(already,
+                                                                                   per_test)
