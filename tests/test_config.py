@@ -72,3 +72,18 @@ def test_missing_params_file_says_where_to_run(tmp_path):
 def test_unknown_architecture_lookup_names_the_choices():
     with pytest.raises(ParamsError, match="unknown architecture 'rnn9'"):
         load_params(ROOT / "params.yaml").model("rnn9")
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("report", "behavior_thresholds", {"mft": 0.5, "inv": 0.9}, "must give exactly mft, inv, dir"),
+    ("report", "behavior_thresholds", {"mft": 1.5, "inv": 0.9, "dir": 0.9},
+     r"behavior_thresholds.mft must be a pass rate"),
+    ("validate", "median_words", [200, 100], r"validate.median_words must be \[low, high\]"),
+    ("validate", "duplicates_by", "fuzzy", "validate.duplicates_by must be 'exact' or"),
+    ("validate", "balance_tolerance", 0.7, "validate.balance_tolerance must be between"),
+])
+def test_quality_gate_params_are_checked(section, key, value, message):
+    raw = raw_params()
+    raw[section][key] = value
+    with pytest.raises(ParamsError, match=message):
+        parse_params(raw)
