@@ -40,8 +40,9 @@ log = logging.getLogger(__name__)
 RESULTS_DIR = LESSONS_DIR / "gradients"
 SUMMARY = LESSONS_DIR / "gradients"  # .csv, .md, .png
 STATES = ("init", "trained")
-# earliest/latest gradient-norm ratio below which we call the gradient vanished, or decayed
-VANISHED, DECAYED = 1e-2, 0.5
+# first-word / last-word gradient-norm ratio below which the gradient has vanished (3 orders of
+# magnitude or more lost over the review), or has decayed
+VANISHED, DECAYED = 1e-3, 0.5
 
 
 def after_embedding(model: keras.Model, embedded, mask):
@@ -91,8 +92,11 @@ def long_reviews(x: np.ndarray, y: np.ndarray, timesteps: int, count: int, seed:
 
 def decay_summary(norms: np.ndarray) -> dict:
     """Norms at both ends and their ratio; the earliest word is the first entry."""
+    ratio = float(norms[0] / norms[-1])
     return {"norm_at_last_word": float(norms[-1]), "norm_at_first_word": float(norms[0]),
-            "first_to_last_ratio": float(norms[0] / norms[-1]) if norms[-1] else float("nan")}
+            "first_to_last_ratio": ratio,
+            # readable in `dvc metrics show`, which rounds to 5 decimals; None: underflow to 0
+            "log10_first_to_last_ratio": round(float(np.log10(ratio)), 2) if ratio else None}
 
 
 def verdict(ratio: float, timesteps: int) -> str:
@@ -100,7 +104,8 @@ def verdict(ratio: float, timesteps: int) -> str:
         return f"gradient at distance {timesteps} underflows to 0 in float32: vanishes"
     word = ("vanishes" if ratio < VANISHED else "decays" if ratio < DECAYED
             else "does not vanish")
-    return f"gradient at distance {timesteps} is {ratio:.1e} of that at distance 1: {word}"
+    return (f"gradient at distance {timesteps} is {ratio:.1e} of that at distance 1 "
+            f"({-np.log10(ratio):.1f} orders of magnitude): {word}")
 
 
 def initial_model(params: Params, architecture: str) -> keras.Model:
@@ -136,7 +141,8 @@ def summary_markdown(results: dict[str, dict]) -> str:
         f"Norm of d loss / d embedded word, averaged over {first['reviews']} test reviews of "
         f"at least {first['timesteps']} tokens (cut to their last {first['timesteps']}, so "
         "every step is a real word). Ratio: the norm at the first word over that at the "
-        "last word.", "",
+        f"last word; below {VANISHED:g} the gradient is said to vanish, and 0 means it fell "
+        "below what float32 can hold (about 1e-45).", "",
         "| architecture | ratio at init | ratio trained | at initialization | after training |",
         "|---|---:|---:|---|---|"]
     for arch, result in results.items():
@@ -150,10 +156,17 @@ def gradients_chart(tables: dict[str, pd.DataFrame], results: dict[str, dict], p
     fig, axes = plt.subplots(1, len(tables), figsize=(4.6 * len(tables), 4), squeeze=False,
                              sharey=True)
     for ax, (arch, table) in zip(axes[0], tables.items(), strict=True):
-        ax.semilogy(table.distance, table.init, color="grey", ls="--", label="at initialization")
-        ax.semilogy(table.distance, table.trained, color="tab:blue", label="after training")
-        ratio = results[arch]["trained"]["first_to_last_ratio"]
-        ax.set_title(f"{arch}\ntrained: first/last word = {ratio:.1e}", fontsize=10)
+        for state, style in (("init", dict(color="grey", ls="--", label="at initialization")),
+                             ("trained", dict(color="tab:blue", label="after training"))):
+            norms = table[state].where(table[state] > 0)  # log scale: float32 underflow is a gap
+            ax.semilogy(table.distance, norms, **style)
+            if norms.isna().any():
+                last = int(table.distance[norms.notna()].max())
+                ax.annotate(f"0 in float32\nbeyond {last}", (last, norms.min()), fontsize=8,
+                            color=style["color"], xytext=(4, 0), textcoords="offset points")
+        ratios = [results[arch][state]["first_to_last_ratio"] for state in STATES]
+        ax.set_title(f"{arch}\nfirst/last word: init {ratios[0]:.1e}, trained {ratios[1]:.1e}",
+                     fontsize=10)
         ax.set_xlabel("distance from the end of the review (1 = last word)")
         ax.grid(alpha=0.3, which="both")
     axes[0][0].set_ylabel("mean ||d loss / d embedding||")

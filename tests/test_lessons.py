@@ -10,6 +10,7 @@ from pipeline import UserError
 from pipeline.config import ParamsError, PrepareParams, parse_params
 from pipeline.gradients import (
     after_embedding,
+    decay_summary,
     gradient_norms,
     gradients_chart,
     long_reviews,
@@ -169,14 +170,23 @@ def test_long_reviews_keeps_only_reviews_filling_the_window():
 def test_verdict_is_read_from_the_ratio():
     assert verdict(3e-8, 500).endswith("vanishes") and "distance 500 is 3.0e-08" in verdict(
         3e-8, 500)
+    assert "(7.5 orders of magnitude)" in verdict(3e-8, 500)
+    assert verdict(9e-3, 500).endswith(": decays")
     assert verdict(0.2, 500).endswith(": decays")
     assert verdict(1.5, 500).endswith("does not vanish")
     assert "underflows to 0" in verdict(0.0, 500)
 
 
+def test_decay_summary_compares_the_first_word_with_the_last():
+    summary = decay_summary(np.array([2e-7, 0.5, 2.0]))
+    assert summary["first_to_last_ratio"] == pytest.approx(1e-7)
+    assert summary["log10_first_to_last_ratio"] == -7.0
+    assert decay_summary(np.array([0.0, 1.0]))["log10_first_to_last_ratio"] is None
+
+
 def test_lesson2_summary_and_chart(tmp_path):
     distance = np.arange(1, 11)
-    tables = {arch: pd.DataFrame({"distance": distance, "init": 0.5 ** distance,
+    tables = {arch: pd.DataFrame({"distance": distance, "init": 0.1 ** distance,
                                   "trained": scale / distance})
               for arch, scale in (("simple_rnn", 1.0), ("gru", 2.0))}
     results = {arch: {"reviews": 7, "timesteps": 10,
@@ -185,7 +195,7 @@ def test_lesson2_summary_and_chart(tmp_path):
                for arch, t in tables.items()}
     text = summary_markdown(results)
     assert "7 test reviews" in text
-    assert "| simple_rnn | 2.0e-03 | 1.0e-01 |" in text and "vanishes" in text
+    assert "| simple_rnn | 1.0e-09 | 1.0e-01 |" in text and "vanishes" in text
     assert "decays" in text
     gradients_chart(tables, results, tmp_path / "g.png")
     assert (tmp_path / "g.png").stat().st_size > 5000
