@@ -79,14 +79,15 @@ def test_every_stage_writes_its_declared_outputs(project):
 
 def test_lessons_write_their_tables_charts_and_metrics(project):
     root, _, _ = project
-    params = yaml.safe_load((root / "params.yaml").read_text())["lessons"]
+    all_params = yaml.safe_load((root / "params.yaml").read_text())
+    params, prepared_maxlen = all_params["lessons"], all_params["prepare"]["maxlen"]
     lengths = pd.read_csv(root / "lessons/sequence_length.csv")
     assert len(lengths) == len(ARCHITECTURES) * len(params["maxlens"])
     assert sorted(lengths.maxlen.unique()) == sorted(params["maxlens"])
     assert lengths.accuracy.between(0, 1).all()
     for arch in ARCHITECTURES:  # at prepare.maxlen the lesson reuses the evaluate stage's score
         scores = json.loads((root / f"metrics/eval/{arch}.json").read_text())
-        at_prepared = lengths[(lengths.architecture == arch) & (lengths.maxlen == 100)]
+        at_prepared = lengths[(lengths.architecture == arch) & (lengths.maxlen == prepared_maxlen)]
         assert at_prepared.accuracy.item() == scores["accuracy"]
     for arch in params["gradient_architectures"]:
         norms = pd.read_csv(root / f"lessons/gradients/{arch}.csv")
