@@ -121,6 +121,26 @@ class ReportParams:
 
 
 @dataclass(frozen=True)
+class LessonsParams:
+    """The two lessons: accuracy against review length, and gradients against distance."""
+
+    maxlens: tuple[int, ...]
+    max_epochs: int
+    gradient_architectures: tuple[str, ...]
+    gradient_reviews: int
+    gradient_timesteps: int
+
+    def __post_init__(self):
+        object.__setattr__(self, "maxlens", tuple(self.maxlens))
+        object.__setattr__(self, "gradient_architectures", tuple(self.gradient_architectures))
+        _check(len(self.maxlens) >= 1 and all(m >= 1 for m in self.maxlens), "lessons.maxlens",
+               "must list at least one length >= 1")
+        _check(self.max_epochs >= 1, "lessons.max_epochs", "must be >= 1")
+        _check(self.gradient_reviews >= 1, "lessons.gradient_reviews", "must be >= 1")
+        _check(self.gradient_timesteps >= 2, "lessons.gradient_timesteps", "must be >= 2")
+
+
+@dataclass(frozen=True)
 class ModelParams:
     """One architecture's section: training settings plus its builder's keyword arguments."""
 
@@ -144,6 +164,7 @@ class Params:
     train: TrainParams
     evaluate: EvaluateParams
     report: ReportParams
+    lessons: LessonsParams
     architectures: tuple[str, ...]
     models: dict[str, ModelParams]
 
@@ -191,14 +212,25 @@ def parse_params(raw: dict[str, Any]) -> Params:
             hyperparameters={k: v for k, v in section.items()
                              if k not in ("learning_rate", "batch_size")},
         )
+    prepare = _section(PrepareParams, raw, "prepare")
+    lessons = _section(LessonsParams, raw, "lessons")
+    # The lessons cut the prepared sequences, so they cannot ask for more tokens than exist.
+    _check(max(lessons.maxlens) <= prepare.maxlen, "lessons.maxlens",
+           f"must not exceed prepare.maxlen ({prepare.maxlen})")
+    _check(lessons.gradient_timesteps <= prepare.maxlen, "lessons.gradient_timesteps",
+           f"must not exceed prepare.maxlen ({prepare.maxlen})")
+    for name in lessons.gradient_architectures:
+        _check(name in architectures, "lessons.gradient_architectures",
+               f"lists {name!r}, which is not in architectures")
     return Params(
         seed=int(_require(raw, "seed")),
         download=_section(DownloadParams, raw, "download"),
         validate=_section(ValidateParams, raw, "validate"),
-        prepare=_section(PrepareParams, raw, "prepare"),
+        prepare=prepare,
         train=_section(TrainParams, raw, "train"),
         evaluate=_section(EvaluateParams, raw, "evaluate"),
         report=_section(ReportParams, raw, "report"),
+        lessons=lessons,
         architectures=architectures,
         models=models,
     )

@@ -84,6 +84,27 @@ def test_every_stage_writes_its_declared_outputs(project):
     assert "## Promotion gates" in (root / "reports/comparison.md").read_text()
 
 
+def test_lessons_write_their_tables_charts_and_metrics(project):
+    root, _, _ = project
+    all_params = yaml.safe_load((root / "params.yaml").read_text())
+    params, prepared_maxlen = all_params["lessons"], all_params["prepare"]["maxlen"]
+    lengths = pd.read_csv(root / "lessons/sequence_length.csv")
+    assert len(lengths) == len(ARCHITECTURES) * len(params["maxlens"])
+    assert sorted(lengths.maxlen.unique()) == sorted(params["maxlens"])
+    assert lengths.accuracy.between(0, 1).all()
+    for arch in ARCHITECTURES:  # at prepare.maxlen the lesson reuses the evaluate stage's score
+        scores = json.loads((root / f"metrics/eval/{arch}.json").read_text())
+        at_prepared = lengths[(lengths.architecture == arch) & (lengths.maxlen == prepared_maxlen)]
+        assert at_prepared.accuracy.item() == scores["accuracy"]
+    for arch in params["gradient_architectures"]:
+        norms = pd.read_csv(root / f"lessons/gradients/{arch}.csv")
+        assert norms.distance.tolist() == list(range(1, params["gradient_timesteps"] + 1))
+        assert (norms[["init", "trained"]] > 0).all().all()
+    assert "test reviews" in (root / "lessons/gradients.md").read_text()
+    for chart in ("sequence_length.png", "gradients.png"):
+        assert (root / "lessons" / chart).read_bytes()[:4] == b"\x89PNG"
+
+
 def test_each_architecture_is_one_mlflow_run_with_params_metrics_and_provenance(project):
     root, env, _ = project
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
@@ -105,6 +126,10 @@ def test_each_architecture_is_one_mlflow_run_with_params_metrics_and_provenance(
     assert len(reports) == 1
     assert {"behavior_mft_pass_rate", "behavior_inv_pass_rate", "behavior_dir_pass_rate"} <= set(
         reports[0].data.metrics)
+    for stage in ("lesson_sequence_length", "lesson_gradients"):
+        lesson = client.search_runs([experiment.experiment_id], f"tags.stage = '{stage}'")
+        assert len(lesson) == 1 and lesson[0].data.tags["git_commit"] == head
+        assert "lessons" in {a.path for a in client.list_artifacts(lesson[0].info.run_id)}
 
 
 def test_best_model_is_registered_as_champion_and_scores_raw_text(project):
@@ -146,4 +171,5 @@ def test_editing_one_architecture_marks_only_its_stage(project):
         status = json.loads(run(["dvc", "status", "--json"], root, env))
     finally:
         params_file.write_text(original)
-    assert set(status) == {"train@gru"}
+    # the lessons read models.gru too: lesson 1 retrains gru, lesson 2 rebuilds its initial weights
+    assert set(status) == {"train@gru", "sequence_length@gru", "gradients@gru"}
