@@ -1,3 +1,5 @@
+"""The report stage and what it builds on: pipeline.comparison, pipeline.report_page, charts."""
+
 import re
 
 import numpy as np
@@ -9,19 +11,19 @@ from scipy.stats import binom
 
 from pipeline import UserError
 from pipeline.baseline import BASELINE_NAME
-from pipeline.config import EvaluateParams
-from pipeline.evaluate import score
-from pipeline.report import (
+from pipeline.comparison import (
     add_paired_tests,
     best_architecture,
     check_paired,
     comparison_table,
     mcnemar,
     overfitting_table,
-    to_html,
     verdict,
-    write_report,
 )
+from pipeline.config import EvaluateParams
+from pipeline.evaluate import score
+from pipeline.report import write_report
+from pipeline.report_page import to_html
 
 ALPHA = 0.05
 
