@@ -102,6 +102,26 @@ def calibration_markdown(table: pd.DataFrame) -> str:
         rows, "lrrrr"))
 
 
+def overfitting_summary(overfitting: pd.DataFrame) -> str:
+    """What the runs past the kept epoch show, in numbers."""
+    past = overfitting[overfitting.epochs > overfitting.kept_epoch]
+    if past.empty:
+        return ("No architecture trained past the epoch it kept: validation loss was still "
+                "falling when `train.max_epochs` ended training, so these runs show no "
+                "overfitting yet.")
+    worst = past.iloc[0]
+    return (f"{len(past)} of {len(overfitting)} architectures trained past the epoch they kept. "
+            "Over those extra epochs the gap between training and validation accuracy grew from "
+            f"{past.kept_gap_pts.mean():.1f} to {past.last_gap_pts.mean():.1f} points on "
+            f"average and validation loss rose by {past.val_loss_rise.mean():.3f}: the models "
+            "kept fitting the training reviews while their predictions on unseen reviews got "
+            "worse (more confidently wrong, even where validation accuracy held). That is "
+            "overfitting, and why early stopping restores the kept weights. The widest gap at "
+            f"the last epoch: `{worst.architecture}`, {worst.last_gap_pts:.1f} points. "
+            "(Training accuracy is Keras's running average over each epoch with dropout on, so "
+            "it lags the model's real fit: a small negative gap in early epochs is normal.)")
+
+
 def overfitting_markdown(overfitting: pd.DataFrame) -> str:
     rows = [[row.architecture, str(row.epochs), str(row.kept_epoch),
              f"{_pct(row.kept_train_accuracy)} / {_pct(row.kept_val_accuracy)}",
@@ -109,14 +129,10 @@ def overfitting_markdown(overfitting: pd.DataFrame) -> str:
              f"{_pct(row.last_train_accuracy)} / {_pct(row.last_val_accuracy)}",
              f"{row.last_gap_pts:+.1f}", f"{row.val_loss_rise:+.4f}"]
             for row in overfitting.itertuples()]
-    worst = overfitting.iloc[0]
     lines = [
-        "Each panel of the learning curves shows training and validation loss (and accuracy) per "
-        "epoch; the red dot marks the epoch early stopping kept (lowest validation loss, best "
-        "weights restored). Past that epoch training loss keeps falling while validation loss "
-        "rises: the model memorizes the training reviews instead of learning what generalizes. "
-        f"The widest train-validation gap at the last epoch is `{worst.architecture}`'s, "
-        f"{worst.last_gap_pts:.1f} points.",
+        "The learning curves show training and validation loss and accuracy per epoch; the red "
+        "dot marks the epoch early stopping kept (lowest validation loss; its weights are the "
+        "ones evaluated).", "", overfitting_summary(overfitting),
         "", *_markdown_table(
             ["architecture", "epochs run", "kept epoch", "train / val accuracy at kept epoch",
              "gap (pts)", "train / val accuracy at last epoch", "gap (pts)",

@@ -23,7 +23,7 @@ from pipeline.comparison import (
 from pipeline.config import EvaluateParams
 from pipeline.evaluate import score
 from pipeline.report import write_report
-from pipeline.report_page import to_html
+from pipeline.report_page import overfitting_summary, to_html
 
 ALPHA = 0.05
 
@@ -133,6 +133,15 @@ def test_overfitting_table_reports_the_kept_epoch_and_the_gaps(inputs):
     assert gru.last_gap_pts == pytest.approx(100 * (0.9 - 0.77))
     assert gru.val_loss_rise == pytest.approx(0.16)
     assert table.loc["dense"].val_loss_rise == 0
+
+
+def test_lesson_3_text_gives_the_numbers_of_the_runs_past_the_kept_epoch(inputs):
+    table = overfitting_table(inputs["histories"], inputs["train"])
+    text = overfitting_summary(table)
+    assert text.startswith("1 of 2 architectures trained past the epoch they kept")
+    assert "from 3.0 to 13.0 points" in text and "rose by 0.160" in text and "`gru`" in text
+    no_overfitting = overfitting_summary(table[table.architecture == "dense"])
+    assert no_overfitting.startswith("No architecture trained past")
 
 
 def test_report_is_one_self_contained_html_page(inputs, tmp_path):
