@@ -88,7 +88,9 @@ def promotion_markdown(decision: dict, registered_model: str) -> str:
 
 def load_inputs(architectures: tuple[str, ...]) -> dict:
     names = [*architectures, BASELINE_NAME]
-    expected = [*(EVAL_METRICS_DIR / f"{a}.json" for a in architectures), BASELINE_METRICS_PATH,
+    expected = [*(TRAIN_METRICS_DIR / f"{a}.json" for a in architectures),
+                *(HISTORY_DIR / f"{a}.csv" for a in architectures),
+                *(EVAL_METRICS_DIR / f"{a}.json" for a in architectures), BASELINE_METRICS_PATH,
                 *(PREDICTIONS_DIR / f"{n}.parquet" for n in names),
                 *(CURVES_DIR / c / f"{n}.csv" for c in CURVES for n in names)]
     missing = [str(path) for path in expected if not path.exists()]

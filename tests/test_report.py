@@ -22,7 +22,7 @@ from pipeline.comparison import (
 )
 from pipeline.config import EvaluateParams
 from pipeline.evaluate import score
-from pipeline.report import write_report
+from pipeline.report import load_inputs, write_report
 from pipeline.report_page import overfitting_summary, to_html
 
 ALPHA = 0.05
@@ -174,3 +174,9 @@ def test_dvc_plots_overlay_every_model(params_file):
                                           for name in [*architectures, BASELINE_NAME]}
     assert set(plots["learning_curves"]["y"]) == {f"plots/history/{a}.csv"
                                                   for a in architectures}
+
+
+def test_missing_inputs_are_named(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=r"missing metrics/train/gru.json.*run `dvc repro`"):
+        load_inputs(("gru",))
