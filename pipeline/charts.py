@@ -9,7 +9,12 @@ import pandas as pd
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import (  # noqa: E402
+    FuncFormatter,
+    LogLocator,
+    MaxNLocator,
+    NullFormatter,
+)
 
 BASELINE_STYLE = {"color": "black", "ls": "--", "lw": 1.6}
 
@@ -42,12 +47,16 @@ def accuracy_vs_time_chart(table: pd.DataFrame, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 5))
     for row in table.itertuples():
         style = {"color": "black", "marker": "s"} if row.is_baseline else {"marker": "o"}
-        ax.errorbar(row.train_seconds, row.accuracy, capsize=3, ls="none",
+        seconds = max(row.train_seconds, 0.1)  # a log axis has no 0 (tiny runs round to 0.0)
+        ax.errorbar(seconds, row.accuracy, capsize=3, ls="none",
                     yerr=[[row.accuracy - row.accuracy_ci_low],
                           [row.accuracy_ci_high - row.accuracy]], **style)
-        ax.annotate(row.architecture, (row.train_seconds, row.accuracy), fontsize=8,
+        ax.annotate(row.architecture, (seconds, row.accuracy), fontsize=8,
                     xytext=(4, 4), textcoords="offset points")
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("training time (s, log scale)")
     ax.set_ylabel("test accuracy")
     ax.set_title("Accuracy vs training time")
