@@ -90,9 +90,29 @@ class TrainParams:
 class EvaluateParams:
     threshold: float = 0.5
     batch_size: int = 512
+    n_bootstrap: int = 1000
+    confidence: float = 0.95
+    calibration_bins: int = 10
 
     def __post_init__(self):
         _check(0 < self.threshold < 1, "evaluate.threshold", "must be between 0 and 1")
+        _check(self.n_bootstrap >= 100, "evaluate.n_bootstrap", "must be >= 100")
+        _check(0.5 <= self.confidence < 1, "evaluate.confidence",
+               "must be at least 0.5 and below 1, e.g. 0.95")
+        _check(self.calibration_bins >= 2, "evaluate.calibration_bins", "must be >= 2")
+
+
+@dataclass(frozen=True)
+class BaselineParams:
+    min_df: int = 2
+    max_features: int | None = None
+    C: float = 1.0  # noqa: N815  (scikit-learn's name for the inverse regularization strength)
+
+    def __post_init__(self):
+        _check(self.min_df >= 1, "baseline.min_df", "must be >= 1 (a count of reviews)")
+        _check(self.max_features is None or self.max_features >= 1, "baseline.max_features",
+               "must be >= 1, or null for every n-gram seen in min_df reviews")
+        _check(self.C > 0, "baseline.C", "must be > 0")
 
 
 BEHAVIOR_TYPES = ("mft", "inv", "dir")
@@ -163,6 +183,7 @@ class Params:
     prepare: PrepareParams
     train: TrainParams
     evaluate: EvaluateParams
+    baseline: BaselineParams
     report: ReportParams
     lessons: LessonsParams
     architectures: tuple[str, ...]
@@ -229,6 +250,7 @@ def parse_params(raw: dict[str, Any]) -> Params:
         prepare=prepare,
         train=_section(TrainParams, raw, "train"),
         evaluate=_section(EvaluateParams, raw, "evaluate"),
+        baseline=_section(BaselineParams, raw, "baseline"),
         report=_section(ReportParams, raw, "report"),
         lessons=lessons,
         architectures=architectures,

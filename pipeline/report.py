@@ -1,9 +1,10 @@
-"""Stage `report`: compare every architecture, and offer the best one as the champion.
+"""Stage `report`: compare every architecture with each other and with the TF-IDF baseline,
+and offer the best architecture as the champion.
 
-Reads the per-architecture metrics and histories the train and evaluate stages wrote; runs the
-behavioral tests (pipeline/behavior.py) on the best model; writes reports/comparison.{csv,md},
-reports/promotion.json, reports/behavior.csv, reports/accuracy.png and
-reports/learning_curves.png, all logged to one MLflow run.
+Reads what train, evaluate and baseline wrote; runs the behavioral tests (pipeline/behavior.py)
+on the best model. Writes to reports/: comparison.md (the report), report.html (the same, one
+self-contained page with the charts embedded), comparison.csv, overfitting.csv, behavior.csv,
+promotion.json and the charts as PNGs, all logged to one MLflow run.
 """
 
 from __future__ import annotations
@@ -11,90 +12,66 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import matplotlib
 import mlflow
 import pandas as pd
 
 from pipeline import UserError, behavior, run_stage, tracking
+from pipeline.baseline import BASELINE_METRICS_PATH, BASELINE_NAME
+from pipeline.charts import (
+    accuracy_chart,
+    accuracy_vs_time_chart,
+    calibration_chart,
+    learning_curves_chart,
+    precision_recall_chart,
+    roc_chart,
+)
+from pipeline.comparison import (
+    add_paired_tests,
+    best_architecture,
+    comparison_table,
+    overfitting_table,
+)
 from pipeline.config import load_params
 from pipeline.download import REVIEWS_PATH
-from pipeline.evaluate import EVAL_METRICS_DIR
+from pipeline.evaluate import CURVES, CURVES_DIR, EVAL_METRICS_DIR, PREDICTIONS_DIR
 from pipeline.export import EXPORT_DIR, TEXT_COLUMN
 from pipeline.io import atomic_path, read_json, write_json
 from pipeline.registry import promote_if_better
+from pipeline.report_page import report_markdown, to_html
 from pipeline.train import HISTORY_DIR, TRAIN_METRICS_DIR
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
 
 log = logging.getLogger(__name__)
 
 REPORTS_DIR = Path("reports")
-# column -> (heading, format)
-COLUMNS = {
-    "architecture": ("architecture", "{}"),
-    "accuracy": ("test accuracy", "{:.4f}"),
-    "f1": ("F1", "{:.4f}"),
-    "roc_auc": ("ROC-AUC", "{:.4f}"),
-    "log_loss": ("log loss", "{:.4f}"),
-    "parameters": ("parameters", "{:,}"),
-    "epochs": ("epochs", "{}"),
-    "best_epoch": ("best epoch", "{}"),
-    "train_seconds": ("training time (s)", "{:.1f}"),
-    "predict_ms_per_review": ("inference (ms/review)", "{:.3f}"),
-}
 
 
-def comparison_table(train_metrics: dict[str, dict], eval_metrics: dict[str, dict]) -> pd.DataFrame:
-    rows = [{"architecture": arch, **train_metrics[arch], **eval_metrics[arch],
-             "test_reviews": sum(eval_metrics[arch]["confusion_matrix"].values())}
-            for arch in train_metrics]
-    table = pd.DataFrame(rows)[[*COLUMNS, "test_reviews"]]
-    return table.sort_values("accuracy", ascending=False).reset_index(drop=True)
+def write_charts(directory: Path, table: pd.DataFrame, histories: dict[str, pd.DataFrame],
+                 train_metrics: dict[str, dict],
+                 curves: dict[str, dict[str, pd.DataFrame]]) -> None:
+    kept = {arch: train_metrics[arch]["best_epoch"] for arch in histories}
+    by_name = table.set_index("architecture")
+    accuracy_chart(table, directory / "accuracy.png")
+    accuracy_vs_time_chart(table, directory / "accuracy_vs_training_time.png")
+    for metric in ("loss", "accuracy"):
+        learning_curves_chart(histories, kept, directory / f"learning_curves_{metric}.png",
+                              metric)
+    roc_chart(curves["roc"], by_name.roc_auc.to_dict(), BASELINE_NAME, directory / "roc.png")
+    precision_recall_chart(curves["precision_recall"], BASELINE_NAME,
+                           directory / "precision_recall.png")
+    calibration_chart(curves["calibration"], by_name.brier.to_dict(), BASELINE_NAME,
+                      directory / "calibration.png")
 
 
-def to_markdown(table: pd.DataFrame) -> str:
-    header = "| " + " | ".join(heading for heading, _ in COLUMNS.values()) + " |"
-    rule = "|" + "|".join("---" if c == "architecture" else "---:" for c in COLUMNS) + "|"
-    lines = ["| " + " | ".join(fmt.format(row[c]) for c, (_, fmt) in COLUMNS.items()) + " |"
-             for _, row in table.iterrows()]
-    title = f"# Architecture comparison (IMDB test set, {table.test_reviews.max():,} reviews)"
-    return "\n".join([title, "", header, rule, *lines, ""])
-
-
-def accuracy_chart(table: pd.DataFrame, path: Path) -> None:
-    ordered = table.sort_values("accuracy")
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(table) + 1.5))
-    ax.barh(ordered.architecture, ordered.accuracy, color="tab:blue")
-    for y, value in enumerate(ordered.accuracy):
-        ax.text(value + 0.002, y, f"{value:.1%}", va="center", fontsize=9)
-    ax.set_xlim(max(0.0, ordered.accuracy.min() - 0.1), 1.0)
-    ax.set_xlabel("test accuracy")
-    ax.set_title("IMDB test accuracy by architecture")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def learning_curves_chart(histories: dict[str, pd.DataFrame], path: Path) -> None:
-    columns = 5
-    rows = -(-len(histories) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.6 * rows), squeeze=False,
-                             sharey=True)
-    for ax, (arch, history) in zip(axes.flat, histories.items(), strict=False):
-        ax.plot(history.epoch, history.loss, label="train")
-        ax.plot(history.epoch, history.val_loss, label="validation")
-        ax.axvline(history.epoch[history.val_loss.idxmin()], color="grey", ls=":", lw=1)
-        ax.set_title(arch, fontsize=10)
-        ax.set_xlabel("epoch")
-    for ax in list(axes.flat)[len(histories):]:
-        ax.axis("off")
-    axes[0][0].set_ylabel("loss")
-    axes[0][0].legend(fontsize=8)
-    fig.suptitle("Train vs validation loss (dotted: epoch kept by early stopping)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+def report_metrics(table: pd.DataFrame) -> dict[str, float]:
+    metrics = {}
+    for row in table.itertuples():
+        for key in ("accuracy", "accuracy_ci_low", "accuracy_ci_high", "f1", "brier"):
+            metrics[f"{row.architecture}_test_{key}"] = getattr(row, key)
+        for prefix in ("vs_baseline", "vs_best"):
+            p_value = getattr(row, f"{prefix}_p_value")
+            if not pd.isna(p_value):
+                metrics[f"{row.architecture}_{prefix}_mcnemar_p"] = p_value
+    return metrics
 
 
 def promotion_markdown(decision: dict, registered_model: str) -> str:
@@ -108,6 +85,40 @@ def promotion_markdown(decision: dict, registered_model: str) -> str:
         + ("none" if champion is None else
            f"version {decision['champion_version']}, {champion:.4f} on the same test set")
         + f". Decision: **{verdict}** ({decision['reason']}).", ""])
+
+
+def load_inputs(architectures: tuple[str, ...]) -> dict:
+    names = [*architectures, BASELINE_NAME]
+    expected = [*(TRAIN_METRICS_DIR / f"{a}.json" for a in architectures),
+                *(HISTORY_DIR / f"{a}.csv" for a in architectures),
+                *(EVAL_METRICS_DIR / f"{a}.json" for a in architectures), BASELINE_METRICS_PATH,
+                *(PREDICTIONS_DIR / f"{n}.parquet" for n in names),
+                *(CURVES_DIR / c / f"{n}.csv" for c in CURVES for n in names)]
+    missing = [str(path) for path in expected if not path.exists()]
+    if missing:
+        raise UserError(f"missing {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}: "
+                        "run `dvc repro` first")
+    return {
+        "train": {a: read_json(TRAIN_METRICS_DIR / f"{a}.json") for a in architectures},
+        "eval": {a: read_json(EVAL_METRICS_DIR / f"{a}.json") for a in architectures},
+        "baseline": read_json(BASELINE_METRICS_PATH),
+        "histories": {a: pd.read_csv(HISTORY_DIR / f"{a}.csv") for a in architectures},
+        "predictions": {n: pd.read_parquet(PREDICTIONS_DIR / f"{n}.parquet") for n in names},
+        "curves": {c: {n: pd.read_csv(CURVES_DIR / c / f"{n}.csv") for n in names}
+                   for c in CURVES},
+    }
+
+
+def write_report(directory: Path, inputs: dict, table: pd.DataFrame,
+                 overfitting: pd.DataFrame, best: str, alpha: float, n_bootstrap: int,
+                 extra_markdown: str = "") -> None:
+    """The tables as CSV, the charts, comparison.md and the self-contained report.html."""
+    table.to_csv(directory / "comparison.csv", index=False)
+    overfitting.to_csv(directory / "overfitting.csv", index=False)
+    write_charts(directory, table, inputs["histories"], inputs["train"], inputs["curves"])
+    markdown = report_markdown(table, overfitting, best, alpha, n_bootstrap) + extra_markdown
+    (directory / "comparison.md").write_text(markdown, encoding="utf-8")
+    (directory / "report.html").write_text(to_html(markdown, directory), encoding="utf-8")
 
 
 def gate_markdown(decision: dict, per_test: pd.DataFrame) -> str:
@@ -145,15 +156,12 @@ def gate_markdown(decision: dict, per_test: pd.DataFrame) -> str:
 
 def main() -> None:
     params = load_params()
-    architectures = params.architectures
-    missing = [a for a in architectures if not (EVAL_METRICS_DIR / f"{a}.json").exists()]
-    if missing:
-        raise UserError(f"no test metrics for {', '.join(missing)}: run `dvc repro` first")
-    train_metrics = {a: read_json(TRAIN_METRICS_DIR / f"{a}.json") for a in architectures}
-    eval_metrics = {a: read_json(EVAL_METRICS_DIR / f"{a}.json") for a in architectures}
-    histories = {a: pd.read_csv(HISTORY_DIR / f"{a}.csv") for a in architectures}
-    table = comparison_table(train_metrics, eval_metrics)
-    best = table.architecture[0]
+    inputs = load_inputs(params.architectures)
+    alpha = round(1 - params.evaluate.confidence, 6)
+    table = comparison_table(inputs["train"], inputs["eval"], inputs["baseline"])
+    best = best_architecture(table)
+    table = add_paired_tests(table, inputs["predictions"], best, params.evaluate.threshold, alpha)
+    overfitting = overfitting_table(inputs["histories"], inputs["train"])
     reviews = pd.read_parquet(REVIEWS_PATH)
     test = reviews[reviews.split == "test"].rename(columns={"text": TEXT_COLUMN})
 
@@ -171,21 +179,18 @@ def main() -> None:
                                          params.evaluate.threshold,
                                          params.report.promotion_margin, pass_rates,
                                          params.report.behavior_thresholds).as_dict()
-            table.to_csv(tmp / "comparison.csv", index=False)
             results.to_csv(tmp / "behavior.csv", index=False)
-            (tmp / "comparison.md").write_text(
-                to_markdown(table) + promotion_markdown(decision, params.report.registered_model)
-                + gate_markdown(decision, behavior.pass_rates_by_test(results)),
-                encoding="utf-8")
+            write_report(tmp, inputs, table, overfitting, best, alpha,
+                         params.evaluate.n_bootstrap,
+                         promotion_markdown(decision, params.report.registered_model)
+                         + gate_markdown(decision, behavior.pass_rates_by_test(results)))
             write_json(tmp / "promotion.json", decision)
-            accuracy_chart(table, tmp / "accuracy.png")
-            learning_curves_chart(histories, tmp / "learning_curves.png")
             mlflow.log_artifacts(str(tmp), artifact_path="report")
-            mlflow.log_metrics({f"{row.architecture}_test_accuracy": row.accuracy
-                                for row in table.itertuples()})
+            mlflow.log_metrics(report_metrics(table))
             mlflow.log_params({f"champion.{k}": v for k, v in decision.items()})
-    log.info("best: %s (%.4f), %s; report in %s", best, table.accuracy[0],
-             "promoted" if decision["promoted"] else "not promoted", REPORTS_DIR)
+    log.info("best: %s (%.4f), %s; report in %s", best,
+             table[table.architecture == best].accuracy.iloc[0],
+             "promoted" if decision["promoted"] else "not promoted", REPORTS_DIR / "report.html")
 
 
 if __name__ == "__main__":

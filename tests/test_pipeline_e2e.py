@@ -16,6 +16,7 @@ import yaml
 from conftest import PROJECT_ROOT, build_archive
 from mlflow.tracking import MlflowClient
 
+from pipeline.baseline import BASELINE_NAME
 from pipeline.models import ARCHITECTURES
 
 pytestmark = pytest.mark.e2e
@@ -76,12 +77,26 @@ def test_every_stage_writes_its_declared_outputs(project):
         assert {"epoch", "loss", "val_loss", "accuracy", "val_accuracy"} <= set(history.columns)
         scores = json.loads((root / f"metrics/eval/{arch}.json").read_text())
         assert 0 <= scores["accuracy"] <= 1 and sum(scores["confusion_matrix"].values()) == 120
+    baseline = json.loads((root / "metrics/baseline.json").read_text())
+    assert baseline["accuracy_ci_low"] <= baseline["accuracy"] <= baseline["accuracy_ci_high"]
+    assert 0 <= baseline["validation"]["accuracy"] <= 1 and baseline["train_seconds"] >= 0
+    for name in [*ARCHITECTURES, BASELINE_NAME]:
+        predictions = pd.read_parquet(root / f"predictions/{name}.parquet")
+        assert list(predictions.columns) == ["id", "label", "probability"]
+        assert len(predictions) == 120
+        for curve in ("roc", "precision_recall", "calibration"):
+            assert len(pd.read_csv(root / f"plots/{curve}/{name}.csv")) >= 1
     table = pd.read_csv(root / "reports/comparison.csv")
-    assert sorted(table.architecture) == sorted(ARCHITECTURES)
+    assert sorted(table.architecture) == sorted([*ARCHITECTURES, BASELINE_NAME])
     assert table.accuracy.is_monotonic_decreasing
+    assert (table.accuracy_ci_low <= table.accuracy).all()
+    assert table.vs_baseline_p_value.between(0, 1).sum() == len(ARCHITECTURES)
     assert (root / "reports/accuracy.png").exists()
     assert len(pd.read_csv(root / "reports/behavior.csv")) >= 300
     assert "## Promotion gates" in (root / "reports/comparison.md").read_text()
+    page = (root / "reports/report.html").read_text()
+    assert "data:image/png;base64," in page and "https://" not in page
+    assert "Lesson 3: overfitting" in page
 
 
 def test_lessons_write_their_tables_charts_and_metrics(project):
@@ -103,6 +118,15 @@ def test_lessons_write_their_tables_charts_and_metrics(project):
     assert "test reviews" in (root / "lessons/gradients.md").read_text()
     for chart in ("sequence_length.png", "gradients.png"):
         assert (root / "lessons" / chart).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_dvc_plots_show_overlays_every_model(project):
+    root, env, _ = project
+    plots = json.loads(run(["dvc", "plots", "show", "--json"], root, env))
+    assert not plots.get("errors")
+    roc = plots["data"]["roc"][0]["content"]["data"]["values"]
+    assert {point["filename"] for point in roc} == {
+        f"{name}.csv" for name in [*ARCHITECTURES, BASELINE_NAME]}
 
 
 def test_each_architecture_is_one_mlflow_run_with_params_metrics_and_provenance(project):
@@ -144,7 +168,8 @@ def test_best_model_is_registered_as_champion_and_scores_raw_text(project):
     assert decision["held_back_by"] == [] and set(decision["behavior_pass_rates"]) == {
         "mft", "inv", "dir"}
     assert "no champion yet" in decision["reason"]
-    best = pd.read_csv(root / "reports/comparison.csv").architecture[0]
+    table = pd.read_csv(root / "reports/comparison.csv")
+    best = table[~table.is_baseline].architecture.iloc[0]
     assert champion.tags["architecture"] == best
     mlflow.set_tracking_uri(uri)
     model = mlflow.pyfunc.load_model("models:/imdb-sentiment@champion")

@@ -1,48 +1,185 @@
+"""The report stage and what it builds on: pipeline.comparison, pipeline.report_page, charts."""
+
+import re
+
+import numpy as np
 import pandas as pd
+import pytest
+import yaml
+from conftest import PROJECT_ROOT
+from scipy.stats import binom
 
-from pipeline.report import (
-    accuracy_chart,
+from pipeline import UserError
+from pipeline.baseline import BASELINE_NAME
+from pipeline.comparison import (
+    add_paired_tests,
+    best_architecture,
+    check_paired,
     comparison_table,
-    gate_markdown,
-    learning_curves_chart,
-    to_markdown,
+    mcnemar,
+    overfitting_table,
+    verdict,
 )
+from pipeline.config import EvaluateParams
+from pipeline.evaluate import score
+from pipeline.report import gate_markdown, load_inputs, write_report
+from pipeline.report_page import overfitting_summary, to_html
+
+ALPHA = 0.05
 
 
-def metrics():
+def predictions_for(accuracy: float, n: int = 400, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    label = np.tile([0, 1], n // 2)
+    right = rng.random(n) < accuracy
+    confidence = rng.uniform(0.55, 0.95, n)
+    probability = np.where(right == (label == 1), confidence, 1 - confidence)
+    return pd.DataFrame({"id": np.arange(n), "label": label, "probability": probability})
+
+
+def history(epochs: int, kept: int) -> pd.DataFrame:
+    epoch = np.arange(1, epochs + 1)
+    return pd.DataFrame({"epoch": epoch, "accuracy": 0.7 + 0.05 * epoch,
+                         "val_accuracy": 0.75 + 0.01 * np.minimum(epoch, kept),
+                         "loss": 0.6 - 0.1 * epoch,
+                         "val_loss": 0.5 - 0.05 * np.minimum(epoch, kept)
+                         + 0.08 * np.maximum(epoch - kept, 0)})
+
+
+@pytest.fixture
+def inputs():
+    """What load_inputs reads, for two architectures and the baseline."""
+    predictions = {"gru": predictions_for(0.85, seed=1), "dense": predictions_for(0.75, seed=2),
+                   BASELINE_NAME: predictions_for(0.9, seed=3)}
+    scored = {name: score(frame.label.to_numpy(), frame.probability.to_numpy(),
+                          EvaluateParams(n_bootstrap=200), seed=0)
+              for name, frame in predictions.items()}
+    evaluation = {name: {**s, "predict_ms_per_review": 0.1} for name, (s, _) in scored.items()}
     train = {"gru": {"parameters": 100, "epochs": 4, "best_epoch": 2, "train_seconds": 30.0},
              "dense": {"parameters": 50, "epochs": 3, "best_epoch": 3, "train_seconds": 5.0}}
-    cm = {"tn": 40, "fp": 10, "fn": 5, "tp": 45}
-    evaluation = {
-        "gru": {"accuracy": 0.85, "f1": 0.86, "roc_auc": 0.9, "log_loss": 0.3,
-                "predict_ms_per_review": 0.4, "confusion_matrix": cm},
-        "dense": {"accuracy": 0.80, "f1": 0.8, "roc_auc": 0.85, "log_loss": 0.4,
-                  "predict_ms_per_review": 0.1, "confusion_matrix": cm}}
-    return train, evaluation
+    baseline = {**evaluation.pop(BASELINE_NAME), "train_seconds": 2.0, "parameters": 1000,
+                "features": 999, "validation": {"accuracy": 0.9}}
+    return {"train": train, "eval": evaluation, "baseline": baseline,
+            "histories": {"gru": history(4, 2), "dense": history(3, 3)},
+            "predictions": predictions,
+            "curves": {curve: {name: c[curve] for name, (_, c) in scored.items()}
+                       for curve in ("roc", "precision_recall", "calibration")}}
 
 
-def test_table_is_sorted_by_test_accuracy():
-    table = comparison_table({"dense": metrics()[0]["dense"], "gru": metrics()[0]["gru"]},
-                             metrics()[1])
-    assert table.architecture.tolist() == ["gru", "dense"]
-    assert table.loc[0, "train_seconds"] == 30.0
+def full_table(inputs) -> pd.DataFrame:
+    table = comparison_table(inputs["train"], inputs["eval"], inputs["baseline"])
+    return add_paired_tests(table, inputs["predictions"], best_architecture(table),
+                            0.5, ALPHA)
 
 
-def test_markdown_has_a_row_per_architecture_and_readable_numbers():
-    table = comparison_table(*metrics())
-    text = to_markdown(table)
-    assert "| gru | 0.8500 |" in text and "| dense | 0.8000 |" in text
-    assert "test accuracy" in text and "100 reviews" in text
+def test_table_is_sorted_by_test_accuracy_with_the_baseline_as_a_row(inputs):
+    table = comparison_table(inputs["train"], inputs["eval"], inputs["baseline"])
+    assert table.architecture.tolist() == [BASELINE_NAME, "gru", "dense"]
+    assert table.accuracy.is_monotonic_decreasing
+    assert table.is_baseline.tolist() == [True, False, False]
+    assert table.loc[1, "train_seconds"] == 30.0 and table.loc[1, "test_reviews"] == 400
 
 
-def test_charts_are_written(tmp_path):
-    table = comparison_table(*metrics())
-    history = pd.DataFrame({"epoch": [1, 2, 3], "loss": [0.6, 0.4, 0.3],
-                            "val_loss": [0.5, 0.45, 0.5]})
-    accuracy_chart(table, tmp_path / "a.png")
-    learning_curves_chart({"gru": history, "dense": history}, tmp_path / "l.png")
-    assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
-    assert (tmp_path / "l.png").stat().st_size > 5000
+def test_the_best_architecture_is_never_the_baseline(inputs):
+    table = comparison_table(inputs["train"], inputs["eval"], inputs["baseline"])
+    assert best_architecture(table) == "gru"
+
+
+def test_mcnemar_matches_a_hand_computed_binomial_test():
+    # 8 reviews only A gets right, 2 only B, 5 both, 3 neither
+    a = np.array([1] * 8 + [0] * 2 + [1] * 5 + [0] * 3, dtype=bool)
+    b = np.array([0] * 8 + [1] * 2 + [1] * 5 + [0] * 3, dtype=bool)
+    result = mcnemar(a, b)
+    assert (result["only_a"], result["only_b"]) == (8, 2)
+    # two-sided: 2 * P(X <= 2) for X ~ Binomial(10, 1/2) = 2 * (1 + 10 + 45) / 1024
+    assert result["p_value"] == pytest.approx(2 * 56 / 1024)
+    assert result["p_value"] == pytest.approx(2 * binom.cdf(2, 10, 0.5))
+    assert mcnemar(b, a)["p_value"] == result["p_value"]
+
+
+def test_mcnemar_without_disagreements_finds_no_difference():
+    same = np.array([True, False, True])
+    assert mcnemar(same, same) == {"only_a": 0, "only_b": 0, "p_value": 1.0}
+
+
+def test_verdict_says_the_direction_only_when_significant():
+    assert verdict(-2.345, 0.001, ALPHA) == "-2.3 pts, significantly worse (McNemar p=0.001)"
+    assert verdict(1.0, 0.00001, ALPHA) == "+1.0 pts, significantly better (McNemar p<0.0001)"
+    assert verdict(-0.4, 0.3, ALPHA).startswith("-0.4 pts, no significant difference")
+
+
+def test_paired_tests_compare_with_the_baseline_and_the_best(inputs):
+    table = full_table(inputs).set_index("architecture")
+    assert pd.isna(table.loc["gru", "vs_best_text"])
+    assert pd.isna(table.loc[BASELINE_NAME, "vs_baseline_text"])
+    gru_vs_base = table.loc["gru", "vs_baseline_points"]
+    assert gru_vs_base == pytest.approx(100 * (table.loc["gru", "accuracy"]
+                                               - table.loc[BASELINE_NAME, "accuracy"]), abs=0.01)
+    assert "significantly worse" in table.loc["dense", "vs_best_text"]
+    assert table.loc["dense", "vs_best_p_value"] < ALPHA
+
+
+def test_predictions_of_other_reviews_are_refused(inputs):
+    shuffled = inputs["predictions"]["dense"].sample(frac=1, random_state=0)
+    with pytest.raises(UserError, match="same test reviews"):
+        check_paired({**inputs["predictions"], "dense": shuffled})
+
+
+def test_overfitting_table_reports_the_kept_epoch_and_the_gaps(inputs):
+    table = overfitting_table(inputs["histories"], inputs["train"]).set_index("architecture")
+    gru = table.loc["gru"]
+    assert gru.kept_epoch == 2 and gru.epochs == 4
+    assert gru.kept_gap_pts == pytest.approx(100 * (0.8 - 0.77))
+    assert gru.last_gap_pts == pytest.approx(100 * (0.9 - 0.77))
+    assert gru.val_loss_rise == pytest.approx(0.16)
+    assert table.loc["dense"].val_loss_rise == 0
+
+
+def test_lesson_3_text_gives_the_numbers_of_the_runs_past_the_kept_epoch(inputs):
+    table = overfitting_table(inputs["histories"], inputs["train"])
+    text = overfitting_summary(table)
+    assert text.startswith("1 of 2 architectures trained past the epoch they kept")
+    assert "from 3.0 to 13.0 points" in text and "rose by 0.160" in text and "`gru`" in text
+    no_overfitting = overfitting_summary(table[table.architecture == "dense"])
+    assert no_overfitting.startswith("No architecture trained past")
+
+
+def test_report_is_one_self_contained_html_page(inputs, tmp_path):
+    table = full_table(inputs)
+    overfitting = overfitting_table(inputs["histories"], inputs["train"])
+    write_report(tmp_path, inputs, table, overfitting, "gru", ALPHA, 200, "\n## Champion\n")
+    page = (tmp_path / "report.html").read_text()
+    markdown = (tmp_path / "comparison.md").read_text()
+    images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", markdown)
+    assert len(images) >= 7 and all((tmp_path / image).is_file() for image in images)
+    assert page.count('src="data:image/png;base64,') == len(images)
+    assert not re.search(r"""(src|href)=["']?(https?:|//)""", page)
+    assert "<table>" in page and "Lesson 3: overfitting" in page and "Champion" in page
+    assert "significantly worse" in markdown and BASELINE_NAME in markdown
+    assert pd.read_csv(tmp_path / "comparison.csv").architecture.tolist()[0] == BASELINE_NAME
+
+
+def test_a_missing_image_is_an_error(tmp_path):
+    with pytest.raises(UserError, match="missing.png"):
+        to_html("# t\n\n![x](missing.png)\n", tmp_path)
+
+
+@pytest.mark.parametrize("params_file", ["params.yaml", "params.small.yaml"])
+def test_dvc_plots_overlay_every_model(params_file):
+    architectures = yaml.safe_load((PROJECT_ROOT / params_file).read_text())["architectures"]
+    plots = {name: spec for entry in yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())
+             ["plots"] for name, spec in entry.items()}
+    for curve in ("roc", "precision_recall", "calibration"):
+        assert set(plots[curve]["y"]) == {f"plots/{curve}/{name}.csv"
+                                          for name in [*architectures, BASELINE_NAME]}
+    assert set(plots["learning_curves"]["y"]) == {f"plots/history/{a}.csv"
+                                                  for a in architectures}
+
+
+def test_missing_inputs_are_named(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=r"missing metrics/train/gru.json.*run `dvc repro`"):
+        load_inputs(("gru",))
 
 
 def test_the_report_names_the_gate_that_held_the_candidate_back():

@@ -1,0 +1,117 @@
+"""Comparing models on the same test reviews: the table, McNemar's test, and the overfitting
+numbers of lesson 3. Plain functions over data frames; the report stage does the I/O."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.stats import binomtest
+
+from pipeline import UserError
+from pipeline.baseline import BASELINE_NAME
+from pipeline.evaluate import PREDICTIONS_DIR
+
+TABLE_COLUMNS = ["architecture", "is_baseline", "accuracy", "accuracy_ci_low", "accuracy_ci_high",
+                 "f1", "f1_ci_low", "f1_ci_high", "roc_auc", "log_loss", "brier", "ece",
+                 "confidence", "parameters", "epochs", "best_epoch", "train_seconds",
+                 "predict_ms_per_review", "confusion_matrix", "test_reviews"]
+
+
+def comparison_table(train_metrics: dict[str, dict], eval_metrics: dict[str, dict],
+                     baseline: dict) -> pd.DataFrame:
+    """One row per architecture plus one for the baseline, best test accuracy first."""
+    rows = [{"architecture": arch, "is_baseline": False, **train_metrics[arch],
+             **eval_metrics[arch]} for arch in train_metrics]
+    rows.append({**baseline, "architecture": BASELINE_NAME, "is_baseline": True,
+                 "epochs": None, "best_epoch": None})
+    for row in rows:
+        row["test_reviews"] = sum(row["confusion_matrix"].values())
+    table = pd.DataFrame(rows)[TABLE_COLUMNS]
+    return table.sort_values("accuracy", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def best_architecture(table: pd.DataFrame) -> str:
+    """The most accurate network: the champion candidate (the baseline is not exported)."""
+    return table[~table.is_baseline].architecture.iloc[0]
+
+
+def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
+    """McNemar's exact test on paired predictions: a two-sided binomial test of the reviews
+    only A gets right against those only B gets right (each is equally likely under H0)."""
+    only_a = int(np.sum(correct_a & ~correct_b))
+    only_b = int(np.sum(~correct_a & correct_b))
+    p_value = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
+    return {"only_a": only_a, "only_b": only_b, "p_value": float(p_value)}
+
+
+def check_paired(predictions: dict[str, pd.DataFrame]) -> None:
+    (first, reference), *others = predictions.items()
+    for name, frame in others:
+        if not (len(frame) == len(reference)
+                and (frame.id.to_numpy() == reference.id.to_numpy()).all()
+                and (frame.label.to_numpy() == reference.label.to_numpy()).all()):
+            raise UserError(f"{PREDICTIONS_DIR}/{name}.parquet and {PREDICTIONS_DIR}/{first}"
+                            ".parquet do not hold the same test reviews in the same order: "
+                            "run `dvc repro` so every model is scored on the current test set")
+
+
+def format_p(p: float) -> str:
+    return "p<0.0001" if p < 1e-4 else f"p={p:.3g}"
+
+
+def verdict(points: float, p_value: float, alpha: float) -> str:
+    """E.g. '-2.3 pts, significantly worse (McNemar p=0.0012)'."""
+    if p_value < alpha:
+        judgement = "significantly better" if points > 0 else "significantly worse"
+    else:
+        judgement = "no significant difference"
+    return f"{points:+.1f} pts, {judgement} (McNemar {format_p(p_value)})"
+
+
+def paired_comparison(predictions: dict[str, pd.DataFrame], name: str, reference: str,
+                      threshold: float, alpha: float) -> dict:
+    """`name` against `reference` on the same reviews: accuracy difference and McNemar."""
+    label = predictions[name].label.to_numpy()
+    correct = {m: (predictions[m].probability.to_numpy() >= threshold) == label
+               for m in (name, reference)}
+    test = mcnemar(correct[name], correct[reference])
+    points = 100 * (correct[name].mean() - correct[reference].mean())
+    return {"points": round(float(points), 2), "p_value": test["p_value"],
+            "only_this": test["only_a"], "only_reference": test["only_b"],
+            "text": verdict(points, test["p_value"], alpha)}
+
+
+def add_paired_tests(table: pd.DataFrame, predictions: dict[str, pd.DataFrame], best: str,
+                     threshold: float, alpha: float) -> pd.DataFrame:
+    """Columns vs_baseline_* (each model against the TF-IDF baseline) and vs_best_* (against
+    the best architecture)."""
+    check_paired(predictions)
+    table = table.copy()
+    for reference, prefix in ((BASELINE_NAME, "vs_baseline"), (best, "vs_best")):
+        results = [paired_comparison(predictions, name, reference, threshold, alpha)
+                   if name != reference else {} for name in table.architecture]
+        for key in ("points", "p_value", "only_this", "only_reference", "text"):
+            table[f"{prefix}_{key}"] = [r.get(key) for r in results]
+    return table
+
+
+def overfitting_table(histories: dict[str, pd.DataFrame],
+                      train_metrics: dict[str, dict]) -> pd.DataFrame:
+    """Per architecture: the kept epoch, and how far train and validation drift apart."""
+    rows = []
+    for arch, history in histories.items():
+        kept_epoch = train_metrics[arch]["best_epoch"]
+        kept, last = history[history.epoch == kept_epoch].iloc[0], history.iloc[-1]
+        rows.append({
+            "architecture": arch,
+            "epochs": len(history),
+            "kept_epoch": kept_epoch,
+            "kept_train_accuracy": kept.accuracy,
+            "kept_val_accuracy": kept.val_accuracy,
+            "kept_gap_pts": round(100 * (kept.accuracy - kept.val_accuracy), 2),
+            "last_train_accuracy": last.accuracy,
+            "last_val_accuracy": last.val_accuracy,
+            "last_gap_pts": round(100 * (last.accuracy - last.val_accuracy), 2),
+            "val_loss_rise": round(last.val_loss - kept.val_loss, 4),
+        })
+    return pd.DataFrame(rows).sort_values("last_gap_pts", ascending=False).reset_index(drop=True)

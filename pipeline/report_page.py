@@ -1,0 +1,202 @@
+"""The report as markdown, and as one self-contained HTML page with the charts embedded."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import pandas as pd
+from markdown_it import MarkdownIt
+
+from pipeline import UserError
+from pipeline.comparison import format_p
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.2f}%"
+
+
+def _ci(row, metric: str) -> str:
+    return f"{_pct(row[metric])} [{100 * row[f'{metric}_ci_low']:.2f}, " \
+           f"{100 * row[f'{metric}_ci_high']:.2f}]"
+
+
+def _or_dash(text) -> str:
+    return "—" if pd.isna(text) else text
+
+
+def _markdown_table(headings: list[str], rows: list[list[str]], align: str) -> list[str]:
+    """align: one letter per column, l or r."""
+    rule = "|" + "|".join("---" if a == "l" else "---:" for a in align) + "|"
+    return ["| " + " | ".join(headings) + " |", rule,
+            *("| " + " | ".join(row) + " |" for row in rows)]
+
+
+def to_markdown(table: pd.DataFrame, best: str) -> str:
+    """The comparison table, best test accuracy first."""
+    level = f"{table.confidence.iloc[0]:.0%} CI"
+    headings = ["model", f"test accuracy [{level}]", f"F1 [{level}]", "ROC-AUC", "parameters",
+                "epochs (kept)", "training time (s)", "inference (ms/review)",
+                "vs TF-IDF baseline", f"vs best ({best})"]
+    rows = []
+    for _, row in table.iterrows():
+        name = f"**{row.architecture}** (baseline)" if row.is_baseline else row.architecture
+        epochs = "—" if row.is_baseline else f"{int(row.epochs)} ({int(row.best_epoch)})"
+        rows.append([name, _ci(row, "accuracy"), _ci(row, "f1"), f"{row.roc_auc:.4f}",
+                     f"{int(row.parameters):,}", epochs, f"{row.train_seconds:.1f}",
+                     f"{row.predict_ms_per_review:.3f}", _or_dash(row.vs_baseline_text),
+                     _or_dash(row.vs_best_text)])
+    return "\n".join(_markdown_table(headings, rows, "lrrrrrrrll"))
+
+
+def summary_markdown(table: pd.DataFrame, best: str, alpha: float) -> str:
+    """Where the architectures stand against the baseline, in plain words."""
+    base = table[table.is_baseline].iloc[0]
+    nets = table[~table.is_baseline]
+    significant = nets.vs_baseline_p_value < alpha
+    better = int((significant & (nets.vs_baseline_points > 0)).sum())
+    worse = int((significant & (nets.vs_baseline_points < 0)).sum())
+    top = nets[nets.architecture == best].iloc[0]
+    lines = [
+        f"The TF-IDF + logistic-regression baseline (word uni- and bigrams) reaches "
+        f"**{_ci(base, 'accuracy')}** test accuracy after {base.train_seconds:.0f} s of "
+        f"training. Of {len(nets)} architectures, **{better} are significantly better**, "
+        f"**{worse} significantly worse** and {len(nets) - better - worse} not significantly "
+        f"different (McNemar, α={alpha:.2g}). The best architecture, `{best}`, reaches "
+        f"{_ci(top, 'accuracy')}: {top.vs_baseline_text} against the baseline."]
+    if better == 0:
+        lines.append("No architecture is significantly more accurate than the baseline, so on "
+                     "test accuracy alone the baseline is the one to pick.")
+    return "\n\n".join(lines)
+
+
+METHOD_NOTES = """\
+- **Confidence intervals**: percentile bootstrap over the {reviews:,} test reviews,
+  {n_bootstrap} resamples, seeded from `seed` (`evaluate.n_bootstrap`, `evaluate.confidence`).
+- **Significance**: McNemar's exact test on paired predictions (the same reviews for every
+  model): a two-sided binomial test on the reviews exactly one of the two models gets right.
+  Significant means p < {alpha:.2g} (`1 - evaluate.confidence`); p-values are not adjusted for
+  the {tests} comparisons (Bonferroni would ask for p < {bonferroni:.2g}).
+- **Inference time**: the networks score token ids prepared in advance (batched by length);
+  the baseline's time includes vectorizing the raw text. Times depend on the machine."""
+
+
+def significance_markdown(table: pd.DataFrame, best: str) -> str:
+    others = table[table.architecture != best]
+    rows = [[row.architecture, f"{row.vs_best_points:+.2f}", f"{row.vs_best_only_reference:,.0f}",
+             f"{row.vs_best_only_this:,.0f}", format_p(row.vs_best_p_value), row.vs_best_text]
+            for row in others.itertuples()]
+    return "\n".join(_markdown_table(
+        ["model", f"accuracy vs {best} (pts)", f"only {best} right", "only this model right",
+         "McNemar p", "verdict"], rows, "lrrrrl"))
+
+
+def calibration_markdown(table: pd.DataFrame) -> str:
+    ordered = table.sort_values("brier")
+    rows = [[row.architecture, f"{row.brier:.4f}", f"{row.ece:.4f}", f"{row.log_loss:.4f}",
+             "{tn:,} / {fp:,} / {fn:,} / {tp:,}".format(**row.confusion_matrix)]
+            for row in ordered.itertuples()]
+    return "\n".join(_markdown_table(
+        ["model", "Brier score", "ECE", "log loss", "confusion matrix TN / FP / FN / TP"],
+        rows, "lrrrr"))
+
+
+def overfitting_summary(overfitting: pd.DataFrame) -> str:
+    """What the runs past the kept epoch show, in numbers."""
+    past = overfitting[overfitting.epochs > overfitting.kept_epoch]
+    if past.empty:
+        return ("No architecture trained past the epoch it kept: validation loss was still "
+                "falling when `train.max_epochs` ended training, so these runs show no "
+                "overfitting yet.")
+    worst = past.iloc[0]
+    return (f"{len(past)} of {len(overfitting)} architectures trained past the epoch they kept. "
+            "Over those extra epochs the gap between training and validation accuracy grew from "
+            f"{past.kept_gap_pts.mean():.1f} to {past.last_gap_pts.mean():.1f} points on "
+            f"average and validation loss rose by {past.val_loss_rise.mean():.3f}: the models "
+            "kept fitting the training reviews while their predictions on unseen reviews got "
+            "worse (more confidently wrong, even where validation accuracy held). That is "
+            "overfitting, and why early stopping restores the kept weights. The widest gap at "
+            f"the last epoch: `{worst.architecture}`, {worst.last_gap_pts:.1f} points. "
+            "(Training accuracy is Keras's running average over each epoch with dropout on, so "
+            "it lags the model's real fit: a small negative gap in early epochs is normal.)")
+
+
+def overfitting_markdown(overfitting: pd.DataFrame) -> str:
+    rows = [[row.architecture, str(row.epochs), str(row.kept_epoch),
+             f"{_pct(row.kept_train_accuracy)} / {_pct(row.kept_val_accuracy)}",
+             f"{row.kept_gap_pts:+.1f}",
+             f"{_pct(row.last_train_accuracy)} / {_pct(row.last_val_accuracy)}",
+             f"{row.last_gap_pts:+.1f}", f"{row.val_loss_rise:+.4f}"]
+            for row in overfitting.itertuples()]
+    lines = [
+        "The learning curves show training and validation loss and accuracy per epoch; the red "
+        "dot marks the epoch early stopping kept (lowest validation loss; its weights are the "
+        "ones evaluated).", "", overfitting_summary(overfitting),
+        "", *_markdown_table(
+            ["architecture", "epochs run", "kept epoch", "train / val accuracy at kept epoch",
+             "gap (pts)", "train / val accuracy at last epoch", "gap (pts)",
+             "val loss rise after kept epoch"], rows, "lrrrrrrr")]
+    return "\n".join(lines)
+
+
+def report_markdown(table: pd.DataFrame, overfitting: pd.DataFrame, best: str, alpha: float,
+                    n_bootstrap: int) -> str:
+    reviews = int(table.test_reviews.max())
+    tests = 2 * len(table) - 3  # each model vs the baseline, and vs the best
+    return "\n".join([
+        f"# Architecture comparison (IMDB test set, {reviews:,} reviews)", "",
+        summary_markdown(table, best, alpha), "",
+        to_markdown(table, best), "",
+        METHOD_NOTES.format(reviews=reviews, n_bootstrap=n_bootstrap, alpha=alpha, tests=tests,
+                            bonferroni=alpha / tests), "",
+        "![Test accuracy with confidence intervals](accuracy.png)", "",
+        "![Accuracy vs training time](accuracy_vs_training_time.png)", "",
+        f"## Paired significance: `{best}` against every other model", "",
+        significance_markdown(table, best), "",
+        "## ROC and precision-recall", "",
+        "![ROC curves](roc.png) ![Precision-recall curves](precision_recall.png)", "",
+        "## Calibration and confusion matrices", "",
+        "Brier score: mean squared error of the predicted probability (lower is better); ECE: "
+        "review-weighted gap between predicted probability and observed share of positives in "
+        "the reliability diagram's bins.", "",
+        calibration_markdown(table), "",
+        "![Reliability diagram](calibration.png)", "",
+        "## Lesson 3: overfitting", "",
+        overfitting_markdown(overfitting), "",
+        "![Learning curves, loss](learning_curves_loss.png)", "",
+        "![Learning curves, accuracy](learning_curves_accuracy.png)", ""])
+
+
+HTML_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto;
+       padding: 0 1em; line-height: 1.45; }}
+table {{ border-collapse: collapse; margin: 1em 0; font-size: 0.85em; }}
+th, td {{ border: 1px solid #ccc; padding: 0.25em 0.5em; }}
+th {{ background: #f3f3f3; }}
+img {{ max-width: 100%; }}
+code {{ background: #f3f3f3; padding: 0 0.2em; }}
+</style></head>
+<body>
+{body}
+</body></html>
+"""
+
+
+def to_html(markdown: str, image_dir: Path) -> str:
+    """One self-contained page: every image the markdown names is embedded as a data URI."""
+    parser = MarkdownIt("commonmark", {"html": False}).enable("table")
+    tokens = parser.parse(markdown)
+    for token in tokens:
+        for child in token.children or []:
+            if child.type == "image":
+                image = image_dir / child.attrs["src"]
+                if not image.is_file():
+                    raise UserError(f"the report names {image}, which was not written")
+                data = base64.b64encode(image.read_bytes()).decode("ascii")
+                child.attrs["src"] = f"data:image/png;base64,{data}"
+    title = markdown.splitlines()[0].lstrip("# ")
+    return HTML_PAGE.format(title=html.escape(title),
+                            body=parser.renderer.render(tokens, parser.options, {}))
