@@ -11,10 +11,10 @@ from typing import Annotated
 import typer
 
 from pipeline import UserError
-from pipeline import predict as predicting
+from pipeline import retrain as retraining
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
-                  help="Score movie reviews with the models this pipeline trains.")
+                  help="Score movie reviews with the trained models, and retrain them.")
 
 
 class Format(StrEnum):
@@ -37,18 +37,21 @@ def predict(
                              "one review per line.")] = None,
     column: Annotated[str | None, typer.Option(
         help="Text column in --file (default: 'review', else 'text').")] = None,
-    model: Annotated[str, typer.Option(
+    model: Annotated[str | None, typer.Option(
         "--model", "-m", help="MLflow model URI (models:/..., runs:/...) or an architecture "
-                              "name such as gru.")] = predicting.DEFAULT_MODEL,
+                              "name such as gru. Default: the champion, "
+                              "models:/imdb-sentiment@champion.")] = None,
     output: Annotated[Format, typer.Option(
         "--format", help="table for people, jsonl for scripts.")] = Format.table,
     threshold: Annotated[float, typer.Option(
         min=0.0, max=1.0, help="Probability at or above which a review is positive.")] = 0.5,
 ) -> None:
     """Print the label and P(positive) for each review."""
+    from pipeline import predict as predicting  # TensorFlow: only load it for this command
+
     try:
         texts = predicting.gather(reviews or [], file, column)
-        scorer = predicting.load_scorer(model)
+        scorer = predicting.load_scorer(model or predicting.DEFAULT_MODEL)
         table = predicting.score(texts, scorer, threshold)
     except UserError as err:
         typer.echo(f"error: {err}", err=True)
@@ -57,6 +60,24 @@ def predict(
     if blank:
         typer.echo(f"warning: {blank} blank review(s) not scored", err=True)
     typer.echo(predicting.render(table, output.value))
+
+
+@app.command()
+def retrain(
+    base: Annotated[str, typer.Option(
+        help="Git revision whose committed metrics this run is compared with.")] = "main",
+) -> None:
+    """dvc pull, dvc repro, dvc push; then report the metrics diff and the champion decision.
+
+    What the scheduled workflow runs. The summary is printed, and appended to
+    $GITHUB_STEP_SUMMARY when that is set.
+    """
+    try:
+        outcome = retraining.retrain(base)
+    except UserError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+    retraining.publish(retraining.summary_markdown(outcome))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,83 @@
+"""`imdb retrain`'s pieces: reading a `dvc repro` log, the summary, and its failures."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.retrain import Outcome, error_line, stages_in, summary_markdown
+
+REPRO_LOG = """\
+Stage 'download' didn't change, skipping
+Running stage 'train@gru':
+> python -m pipeline.train gru
+Stage 'train@lstm' is cached - skipping run, checking out outputs
+Running stage 'report':
+> python -m pipeline.report
+Use `dvc push` to send your updates to remote storage.
+"""
+DIFF = """\
+| Path                 | Metric   | main   | workspace   | Change   |
+|----------------------|----------|--------|-------------|----------|
+| metrics/eval/gru.json | accuracy | 0.85   | 0.86        | 0.01     |"""
+WIN = {"promoted": True, "reason": "beats the champion by +0.0100 (margin 0.002)",
+       "candidate_architecture": "gru", "candidate_accuracy": 0.86, "version": "3"}
+
+
+def test_stages_that_ran_and_that_were_restored_are_read_from_the_repro_log():
+    assert stages_in(REPRO_LOG) == (["train@gru", "report"], ["train@lstm"])
+    assert stages_in("Data and pipelines are up to date.\n") == ([], [])
+
+
+def test_summary_of_a_win_names_stages_new_champion_and_metrics():
+    text = summary_markdown(Outcome("storage", ["train@gru", "report"], ["train@lstm"], WIN,
+                                    "main", DIFF))
+    assert "DVC remote `storage`" in text
+    assert "Stages run: `train@gru`, `report`. Restored from DVC's run cache: `train@lstm`." in text
+    assert "Champion: **moved** to the candidate `gru` (version 3, test accuracy 0.8600)" in text
+    assert DIFF in text
+
+
+def test_summary_when_the_candidate_loses():
+    loss = {**WIN, "promoted": False, "reason": "does not beat the champion by the margin"}
+    text = summary_markdown(Outcome(None, ["report"], [], loss, "main", DIFF))
+    assert "No DVC remote is configured" in text
+    assert "Champion: **not moved**; candidate `gru`" in text and loss["reason"] in text
+
+
+def test_summary_when_nothing_changed_or_there_is_no_base():
+    header = "\n".join(DIFF.splitlines()[:2])
+    text = summary_markdown(Outcome("storage", metrics_diff=header, base="v1"))
+    assert "Nothing changed: no stage ran." in text
+    assert "Champion: **not moved** (the report stage did not run" in text
+    assert "No metric differs from `v1`." in text
+    text = summary_markdown(Outcome("storage", diff_error="ERROR: unknown Git revision 'v1'"))
+    assert "No comparison with `main`: ERROR: unknown Git revision 'v1'" in text
+
+
+def test_error_line_is_dvcs_last_error():
+    assert error_line("a\nERROR: first\nb\nERROR: failed to reproduce 'x'\nc\n") == \
+        "ERROR: failed to reproduce 'x'"
+    assert error_line("just this\n\n") == "just this"
+
+
+def test_outside_a_project_it_says_where_to_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["retrain"])
+    assert result.exit_code == 1
+    assert "no dvc.yaml here: run `imdb retrain` in the project's root" in result.output
+
+
+def test_a_failing_stage_stops_it_with_the_command_and_dvcs_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
+        subprocess.run(cmd, check=True)
+    (tmp_path / "dvc.yaml").write_text("stages:\n  broken:\n    cmd: exit 3\n    outs: [x]\n")
+    result = CliRunner().invoke(app, ["retrain"])
+    assert result.exit_code == 1
+    assert "error: `dvc repro` failed (exit 255): ERROR: failed to reproduce 'broken'" in \
+        result.output
+    assert "Champion" not in result.output

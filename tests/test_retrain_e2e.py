@@ -1,0 +1,155 @@
+"""`imdb retrain` end to end: a local DVC remote (a folder), a local MLflow store, real `dvc repro`.
+
+One architecture (conv1d) keeps each run short. The tests run in order on one project:
+first retrain -> retrain with nothing changed -> fresh clone from the remote -> worse model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import PROJECT_ROOT, build_archive
+from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.e2e
+
+MODEL = "imdb-sentiment"
+
+
+def run(cmd: list[str], cwd: Path, env: dict) -> str:
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def retrain(project) -> str:
+    root, env, _ = project
+    return run([sys.executable, "-m", "pipeline.cli", "retrain"], root, env)
+
+
+def set_params(root: Path, change) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    change(params)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def registry(project) -> tuple[str, int]:
+    """(the champion's version, how many versions are registered)."""
+    _, env, _ = project
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    champion = client.get_model_version_by_alias(MODEL, "champion")
+    return champion.version, len(client.search_model_versions(f"name='{MODEL}'"))
+
+
+def promotion(root: Path) -> dict:
+    return json.loads((root / "reports/promotion.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A committed git + DVC project on branch main, with a folder as its default DVC remote."""
+    base = tmp_path_factory.mktemp("retrain")
+    root = base / "project"
+    root.mkdir()
+    for name in ("pipeline", "dvc.yaml", ".gitignore", ".dvcignore"):
+        source = PROJECT_ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, root / name)
+    shutil.copy(PROJECT_ROOT / "params.small.yaml", root / "params.yaml")
+
+    def one_strong_model(params):  # ~0.94 test accuracy on this archive, far above chance
+        params["architectures"] = ["conv1d"]
+        params["models"]["conv1d"]["learning_rate"] = 0.01
+        params["train"]["max_epochs"] = params["train"]["patience"] = 8
+
+    set_params(root, one_strong_model)
+    archive = build_archive(base / "aclImdb_v1.tar.gz", per_folder=60, unlabelled=5)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MLFLOW_", "DVC_", "GITHUB_"))}
+    env.update(
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
+        IMDB_ARCHIVE=str(archive),
+        IMDB_ARCHIVE_SHA256=hashlib.sha256(archive.read_bytes()).hexdigest(),
+        MLFLOW_TRACKING_URI=f"sqlite:///{base / 'mlflow.db'}",
+        GITHUB_STEP_SUMMARY=str(base / "summary.md"),
+        GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@example.com",
+        GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@example.com",
+    )
+    run(["git", "init", "-q", "-b", "main"], root, env)
+    run(["dvc", "init", "-q"], root, env)
+    run(["dvc", "remote", "add", "-d", "local", str(base / "remote")], root, env)
+    run(["git", "add", "-A"], root, env)
+    run(["git", "commit", "-qm", "pipeline"], root, env)
+    return root, env, base
+
+
+def test_first_retrain_trains_pushes_and_promotes(project):
+    root, env, base = project
+    log = retrain(project)
+    for stage in ("download", "prepare", "train@conv1d", "evaluate@conv1d", "report"):
+        assert f"Running stage '{stage}'" in log
+    decision = promotion(root)
+    assert decision["promoted"] and "no champion yet" in decision["reason"]
+    assert registry(project) == (decision["version"], 1)
+    assert any(p.is_file() for p in (base / "remote").rglob("*")), "nothing pushed"
+    summary = (base / "summary.md").read_text()
+    assert "Champion: **moved**" in summary and "`train@conv1d`" in summary
+    assert "metrics/eval/conv1d.json" in summary  # the diff against main, where it is new
+    # What the workflow does next: commit the new dvc.lock and metrics.
+    run(["git", "add", "-A"], root, env)
+    run(["git", "commit", "-qm", "retrain"], root, env)
+
+
+def test_second_retrain_with_nothing_changed_runs_and_moves_nothing(project):
+    root, env, _ = project
+    before = registry(project)
+    model = root / "models/conv1d/model.keras"
+    stamp = model.stat().st_mtime_ns
+    log = retrain(project)
+    assert "Running stage" not in log
+    assert "Nothing changed: no stage ran" in log
+    assert "Champion: **not moved** (the report stage did not run" in log
+    assert "No metric differs from `main`" in log
+    assert registry(project) == before
+    assert model.stat().st_mtime_ns == stamp
+    assert run(["git", "status", "--porcelain"], root, env) == ""
+
+
+def test_fresh_clone_pulls_data_and_models_and_reproduces_nothing(project):
+    root, env, base = project
+    clone = base / "clone"
+    run(["git", "clone", "-q", str(root), str(clone)], base, env)
+    assert not (clone / "models/conv1d/model.keras").exists()
+    run(["dvc", "pull"], clone, env)
+    for path in ("data/reviews.parquet", "models/conv1d/model.keras",
+                 "exported/conv1d/model.keras"):
+        assert (clone / path).read_bytes() == (root / path).read_bytes()
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], clone, env)
+    assert "Running stage" not in run(["dvc", "repro"], clone, env)
+
+
+def test_worse_model_is_registered_but_does_not_move_the_champion(project):
+    root, env, base = project
+    champion, versions = registry(project)
+    # The same model barely moved from its random start: about chance on the test set.
+    set_params(root, lambda params: params["models"]["conv1d"].update(learning_rate=1e-7))
+    log = retrain(project)
+    assert "Running stage 'train@conv1d'" in log and "Running stage 'report'" in log
+    assert "Running stage 'prepare'" not in log
+    decision = promotion(root)
+    assert not decision["promoted"] and "does not beat the champion" in decision["reason"]
+    assert decision["candidate_accuracy"] < 0.75 < decision["champion_accuracy"]
+    assert decision["champion_version"] == champion
+    assert registry(project) == (champion, versions + 1)
+    assert "Champion: **not moved**" in log
+    assert "metrics/eval/conv1d.json" in log  # the accuracy drop, against main
