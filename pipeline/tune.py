@@ -1,0 +1,313 @@
+"""Stage `tune@<architecture>`: an Optuna study over search_spaces.<arch>, tracked in MLflow.
+
+Trials train on a stratified share of the training split and are scored on the validation split
+(never the test set); the pruner sees val_accuracy after every epoch. The study lives in a
+storage outside DVC's outputs (default optuna/<arch>.journal), so a rerun continues it, and
+several workers may share it (--storage, or OPTUNA_STORAGE: a journal file or an RDB URL such
+as postgresql://user@host/db). Writes tuned/<arch>.json (what train reads) and
+metrics/tune/<arch>.json.
+
+    python -m pipeline.tune gru [--storage URL] [--n-trials N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+import optuna
+import tensorflow as tf
+from optuna.trial import FrozenTrial, TrialState
+from optuna_integration import KerasPruningCallback
+from sklearn.model_selection import train_test_split
+
+from pipeline import UserError, run_stage, tracking
+from pipeline.config import ModelParams, Params, SearchRange, load_params
+from pipeline.io import write_json
+from pipeline.models import build_model
+from pipeline.prepare import PREPARED_DIR, load_split
+from pipeline.train import TUNED_DIR, compile_model, fit
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT = "imdb-sentiment-tuning"
+STORAGE_DIR = Path("optuna")
+STORAGE_ENV = "OPTUNA_STORAGE"
+TUNE_METRICS_DIR = Path("metrics/tune")
+PARENT_RUN_ATTR = "mlflow_parent_run_id"
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # the trials n_trials counts
+COUNTED = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED,
+           "failed": TrialState.FAIL, "running": TrialState.RUNNING}
+# A NaN loss or a TensorFlow runtime error fails one trial; a bug in our code stops the study.
+TRIAL_ERRORS = (ArithmeticError, tf.errors.OpError)
+
+
+def suggest(trial: optuna.Trial, space: dict[str, SearchRange]) -> dict:
+    """One value per searched key, named as in params.yaml so the winners can be used as-is."""
+    values = {}
+    for name, spec in space.items():
+        if spec.choices is not None:
+            values[name] = trial.suggest_categorical(name, list(spec.choices))
+        elif isinstance(spec.low, int) and isinstance(spec.high, int):
+            values[name] = trial.suggest_int(name, spec.low, spec.high, log=spec.log)
+        else:
+            values[name] = trial.suggest_float(name, spec.low, spec.high, log=spec.log)
+    return values
+
+
+def subsample(x: np.ndarray, y: np.ndarray, fraction: float, seed: int):
+    if fraction >= 1:
+        return x, y
+    keep, _ = train_test_split(np.arange(len(y)), train_size=fraction, stratify=y,
+                               random_state=seed)
+    return x[keep], y[keep]
+
+
+def objective(trial: optuna.Trial, architecture: str, params: Params, data: dict) -> float:
+    """Best val_accuracy of one short training run with the trial's hyperparameters."""
+    model_params = params.model(architecture).with_values(
+        suggest(trial, params.search_spaces[architecture]))
+    seed = params.seed + trial.number
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    trial_data = {"train": subsample(*data["train"], params.tune.train_fraction, seed),
+                  "val": data["val"]}
+    model = build_model(architecture, params.prepare.vocab_size, params.prepare.maxlen,
+                        **model_params.hyperparameters)
+    compile_model(model, model_params.learning_rate, params.train, model_params.optimizer)
+    history, _ = fit(model, trial_data, model_params,
+                     dataclasses.replace(params.train, max_epochs=params.tune.max_epochs),
+                     params.prepare.padding, seed,
+                     callbacks=[KerasPruningCallback(trial, "val_accuracy"),
+                                keras.callbacks.TerminateOnNaN()])
+    if history.empty or not np.isfinite(history.loss).all():
+        raise FloatingPointError(f"trial {trial.number}: the training loss became NaN")
+    return float(history.val_accuracy.max())
+
+
+def study_name(architecture: str, params: Params, data_hash: str) -> str:
+    """<arch>-<hash of everything that defines the objective>; n_trials and timeout excluded,
+    so raising the budget continues the study while a new search space starts a fresh one."""
+    tune = params.tune
+    identity = {
+        "seed": params.seed, "data": data_hash,
+        "defaults": params.model(architecture).as_dict(),
+        "space": {k: r.as_dict() for k, r in params.search_spaces[architecture].items()},
+        "prepare": vars(params.prepare), "train": vars(params.train),
+        "tune": [tune.train_fraction, tune.max_epochs, tune.pruner, tune.startup_trials],
+    }
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode())
+    return f"{architecture}-{digest.hexdigest()[:10]}"
+
+
+def make_pruner(params: Params) -> optuna.pruners.BasePruner:
+    tune = params.tune
+    if tune.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=tune.startup_trials, n_warmup_steps=0)
+    if tune.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=tune.max_epochs)
+    return optuna.pruners.NopPruner()
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """A journal file for a plain path (safe for processes on one machine), else an RDB URL."""
+    if "://" not in url:
+        Path(url).parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(url)))
+    for attempt in range(3):  # workers starting together race to create the tables
+        try:
+            return optuna.storages.RDBStorage(url)
+        except Exception as err:  # SQLAlchemy raises many types for a bad URL or server
+            if attempt == 2:
+                raise UserError(f"cannot open the Optuna storage {url}: "
+                                f"{err.__class__.__name__}: {str(err)[:300]}") from None
+            time.sleep(1 + attempt)
+
+
+def open_study(name: str, storage, params: Params) -> tuple[optuna.Study, bool]:
+    """(study, whether this call created it). A worker joining a study draws its own samples."""
+    sampler = optuna.samplers.TPESampler(seed=params.seed,
+                                         n_startup_trials=params.tune.startup_trials)
+    try:
+        return optuna.create_study(study_name=name, storage=storage, sampler=sampler,
+                                   pruner=make_pruner(params), direction="maximize"), True
+    except optuna.exceptions.DuplicatedStudyError:
+        sampler = optuna.samplers.TPESampler(seed=params.seed + os.getpid(),
+                                             n_startup_trials=params.tune.startup_trials)
+        return optuna.load_study(study_name=name, storage=storage, sampler=sampler,
+                                 pruner=make_pruner(params)), False
+
+
+def counts(study: optuna.Study) -> dict[str, int]:
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    return {name: states.count(state) for name, state in COUNTED.items()}
+
+
+def tuning_result(study: optuna.Study, defaults: ModelParams) -> dict:
+    trials = counts(study)
+    if not trials["complete"]:
+        raise UserError(f"study {study.study_name}: no trial completed ({trials}); see the "
+                        f"MLflow experiment {EXPERIMENT!r} for why, or widen the budget")
+    best = study.best_trial
+    return {"tuned": True, "study": study.study_name, "best_trial": best.number,
+            "best_value": round(best.value, 4),
+            "hyperparameters": defaults.with_values(best.params).as_dict(), "trials": trials}
+
+
+def _ms(moment) -> int | None:
+    return int(moment.timestamp() * 1000) if moment else None
+
+
+class TrialLogger:
+    """Study callback: each finished trial becomes a child run of the study's parent run."""
+
+    def __init__(self, parent_run_id: str):
+        self.client = mlflow.MlflowClient()
+        self.parent = self.client.get_run(parent_run_id)
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        run = self.client.create_run(
+            self.parent.info.experiment_id, start_time=_ms(trial.datetime_start),
+            run_name=f"trial-{trial.number}",
+            tags={"mlflow.parentRunId": self.parent.info.run_id, "study": study.study_name,
+                  "trial": str(trial.number), "state": trial.state.name})
+        step_time = _ms(trial.datetime_complete) or 0
+        metrics = [mlflow.entities.Metric("val_accuracy", value, step_time, step)
+                   for step, value in sorted(trial.intermediate_values.items())]
+        if trial.state == TrialState.COMPLETE:
+            metrics.append(mlflow.entities.Metric("best_val_accuracy", trial.value, step_time, 0))
+        self.client.log_batch(run.info.run_id, metrics=metrics, params=[
+            mlflow.entities.Param(k, str(v)) for k, v in trial.params.items()])
+        self.client.set_terminated(run.info.run_id, end_time=_ms(trial.datetime_complete),
+                                   status="FAILED" if trial.state == TrialState.FAIL
+                                   else "FINISHED")
+
+
+def parent_run_id(study: optuna.Study, created: bool, tags: dict, identity: dict) -> str:
+    """The study's one parent run, shared by every worker and every resumed run."""
+    client = mlflow.MlflowClient()
+    deadline = time.monotonic() + (0 if created else 30)
+    while (run_id := study.user_attrs.get(PARENT_RUN_ATTR)) is None:
+        if time.monotonic() >= deadline:  # the creator sets it within a second
+            break
+        time.sleep(0.5)
+    if run_id is not None:
+        try:
+            client.get_run(run_id)
+            return run_id
+        except mlflow.exceptions.MlflowException:
+            log.info("parent run %s is not in this tracking store; starting another", run_id)
+    experiment = mlflow.get_experiment_by_name(EXPERIMENT)
+    run = client.create_run(experiment.experiment_id, run_name=f"tune-{tags['architecture']}",
+                            tags={**tags, "study": study.study_name})
+    client.log_batch(run.info.run_id, params=[mlflow.entities.Param(k, str(v)[:6000])
+                                              for k, v in identity.items()])
+    study.set_user_attr(PARENT_RUN_ATTR, run.info.run_id)
+    return run.info.run_id
+
+
+def log_study(study: optuna.Study, result: dict) -> None:
+    """On the active parent run: best params and value, trial counts, plots, trials table."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as plots
+
+    mlflow.log_metrics({"best_val_accuracy": result["best_value"],
+                        **{f"trials_{k}": v for k, v in result["trials"].items()}})
+    mlflow.set_tags({f"best.{k}": v for k, v in study.best_params.items()})
+    mlflow.log_dict({"best_trial": result["best_trial"], "params": study.best_params},
+                    "best_params.json")
+    for name, plot in (("optimization_history", plots.plot_optimization_history),
+                       ("param_importances", plots.plot_param_importances)):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                figure = plot(study).figure
+        except (ValueError, RuntimeError, ZeroDivisionError) as err:
+            log.info("no %s plot: %s", name, err)  # importances need 2+ varied trials
+            continue
+        mlflow.log_figure(figure, f"{name}.png")
+        plt.close(figure)
+    with tempfile.TemporaryDirectory() as tmp:
+        table = Path(tmp) / "trials.csv"
+        study.trials_dataframe().to_csv(table, index=False)
+        mlflow.log_artifact(str(table))
+
+
+def run_study(architecture: str, params: Params, storage_url: str) -> dict:
+    data = {split: load_split(split) for split in ("train", "val")}
+    data_hash = tracking.data_hash(PREPARED_DIR)
+    study, created = open_study(study_name(architecture, params, data_hash),
+                                open_storage(storage_url), params)
+    tracking.setup(EXPERIMENT)
+    identity = {"space": {k: r.as_dict() for k, r in params.search_spaces[architecture].items()},
+                **{f"tune.{k}": v for k, v in vars(params.tune).items()
+                   if k not in ("n_trials", "timeout_seconds")}}
+    tags = tracking.reproducibility_tags(architecture, PREPARED_DIR)
+    run_id = parent_run_id(study, created, tags, identity)
+    trials = counts(study)
+    remaining = params.tune.n_trials - trials["complete"] - trials["pruned"]
+    log.info("study %s in %s: %d trial(s) to run", study.study_name, storage_url,
+             max(remaining, 0))
+    if remaining > 0:
+        study.optimize(
+            lambda trial: objective(trial, architecture, params, data),
+            n_trials=remaining, timeout=params.tune.timeout_seconds, catch=TRIAL_ERRORS,
+            callbacks=[optuna.study.MaxTrialsCallback(params.tune.n_trials, states=FINISHED),
+                       TrialLogger(run_id)], gc_after_trial=True)
+    result = tuning_result(study, params.model(architecture))
+    with mlflow.start_run(run_id=run_id):
+        log_study(study, result)
+    return result
+
+
+def main(architecture: str, storage: str | None = None, n_trials: int | None = None) -> None:
+    params = load_params()
+    defaults = params.model(architecture)
+    if n_trials is not None:
+        params = dataclasses.replace(params, tune=dataclasses.replace(params.tune,
+                                                                      n_trials=n_trials))
+    started = time.perf_counter()
+    if params.tune.n_trials == 0 or not params.search_spaces[architecture]:
+        result = {"tuned": False, "hyperparameters": defaults.as_dict(), "best_value": None,
+                  "trials": {}}
+    else:
+        url = storage or os.environ.get(STORAGE_ENV) or str(STORAGE_DIR / f"{architecture}.journal")
+        result = run_study(architecture, params, url)
+    trials = result["trials"]
+    write_json(TUNE_METRICS_DIR / f"{architecture}.json", {
+        "tuning_seconds": round(time.perf_counter() - started, 1),
+        "best_val_accuracy": result["best_value"],
+        **{f"trials_{k}": trials.get(k, 0) for k in ("complete", "pruned", "failed")}})
+    write_json(TUNED_DIR / f"{architecture}.json", result)
+    log.info("%s: %s", architecture, result)
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.tune", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("architecture", help="a name from params.yaml's architectures")
+    parser.add_argument("--storage", help=f"Optuna storage: a journal file path or an RDB URL "
+                        f"(default: ${STORAGE_ENV}, else optuna/<architecture>.journal)")
+    parser.add_argument("--n-trials", type=int, help="the study's total, instead of "
+                        "tune.n_trials (a worker stops when the study has this many)")
+    args = parser.parse_args()
+    run_stage(lambda: main(args.architecture, args.storage, args.n_trials))
+
+
+if __name__ == "__main__":
+    cli()
