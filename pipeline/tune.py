@@ -74,6 +74,14 @@ def subsample(x: np.ndarray, y: np.ndarray, fraction: float, seed: int):
     return x[keep], y[keep]
 
 
+class FailOnNaN(keras.callbacks.Callback):
+    """Fail the trial on a NaN loss before the pruner sees the epoch (and calls it pruned)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not np.isfinite((logs or {}).get("loss", 0.0)):
+            raise FloatingPointError(f"the training loss became NaN in epoch {epoch + 1}")
+
+
 def objective(trial: optuna.Trial, architecture: str, params: Params, data: dict) -> float:
     """Best val_accuracy of one short training run with the trial's hyperparameters."""
     model_params = params.model(architecture).with_values(
@@ -89,10 +97,8 @@ def objective(trial: optuna.Trial, architecture: str, params: Params, data: dict
     history, _ = fit(model, trial_data, model_params,
                      dataclasses.replace(params.train, max_epochs=params.tune.max_epochs),
                      params.prepare.padding, seed,
-                     callbacks=[KerasPruningCallback(trial, "val_accuracy"),
-                                keras.callbacks.TerminateOnNaN()])
-    if history.empty or not np.isfinite(history.loss).all():
-        raise FloatingPointError(f"trial {trial.number}: the training loss became NaN")
+                     callbacks=[keras.callbacks.TerminateOnNaN(), FailOnNaN(),
+                                KerasPruningCallback(trial, "val_accuracy")])
     return float(history.val_accuracy.max())
 
 
@@ -264,11 +270,14 @@ def run_study(architecture: str, params: Params, storage_url: str) -> dict:
     log.info("study %s in %s: %d trial(s) to run", study.study_name, storage_url,
              max(remaining, 0))
     if remaining > 0:
-        study.optimize(
-            lambda trial: objective(trial, architecture, params, data),
-            n_trials=remaining, timeout=params.tune.timeout_seconds, catch=TRIAL_ERRORS,
-            callbacks=[optuna.study.MaxTrialsCallback(params.tune.n_trials, states=FINISHED),
-                       TrialLogger(run_id)], gc_after_trial=True)
+        # Runs until the study holds n_trials finished trials (a failed one is replaced, up to
+        # n_trials failures in all) or the time is up; counted in the storage, so N workers
+        # stop together.
+        stop_at = [optuna.study.MaxTrialsCallback(params.tune.n_trials, states=states)
+                   for states in (FINISHED, (TrialState.FAIL,))]
+        study.optimize(lambda trial: objective(trial, architecture, params, data),
+                       timeout=params.tune.timeout_seconds, catch=TRIAL_ERRORS,
+                       callbacks=[*stop_at, TrialLogger(run_id)], gc_after_trial=True)
     result = tuning_result(study, params.model(architecture))
     with mlflow.start_run(run_id=run_id):
         log_study(study, result)

@@ -128,23 +128,33 @@ def test_zero_trials_trains_with_the_params_defaults(project):
     assert not (project / "optuna").exists()
 
 
-def test_a_hopeless_trial_is_pruned_and_a_nan_trial_fails_without_stopping_the_study(project):
-    write_params(project, n_trials=4, max_epochs=4)
+def test_a_hopeless_trial_is_pruned_and_a_nan_trial_fails_without_stopping_the_study(
+        project, monkeypatch):
+    def build_model(architecture, vocab_size, maxlen, **hyperparameters):
+        model = tune.build_model.__wrapped__(architecture, vocab_size, maxlen, **hyperparameters)
+        if hyperparameters["units"] == 3:  # the marked trial: its output, so its loss, is NaN
+            model.get_layer("probability").bias.assign([np.nan])
+        return model
+
+    build_model.__wrapped__ = tune.build_model
+    monkeypatch.setattr(tune, "build_model", build_model)
+    write_params(project, n_trials=3)
     params = tune.load_params()
     storage = tune.open_storage(str(project / "optuna/gru.journal"))
     study, _ = tune.open_study(tune.study_name(ARCH, params, tune.tracking.data_hash(
         project / "data/prepared")), storage, params)
     study.enqueue_trial({"learning_rate": 0.05, "units": 8})  # learns: completes
     study.enqueue_trial({"learning_rate": 1e-9, "units": 4})  # learns nothing: pruned
-    study.enqueue_trial({"learning_rate": 1e30, "units": 8})  # diverges: NaN loss
+    study.enqueue_trial({"learning_rate": 0.05, "units": 3})  # NaN loss: fails
     tune.main(ARCH)
     states = [t.state for t in load_study(project, storage).trials]
     assert states[:3] == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
                           optuna.trial.TrialState.FAIL]
-    assert len(states) == 5 and states[3] in tune.FINISHED  # the study went on
+    assert len(states) == 4 and states[3] in tune.FINISHED  # the study went on to its total
     by_trial = {r.data.tags["trial"]: r for r in child_runs(os.environ["MLFLOW_TRACKING_URI"])}
     assert by_trial["1"].data.tags["state"] == "PRUNED"
     assert by_trial["2"].data.tags["state"] == "FAIL" and by_trial["2"].info.status == "FAILED"
+    assert read_json(project / "metrics/tune/gru.json")["trials_failed"] == 1
 
 
 def test_a_killed_study_resumes_keeping_its_finished_trials(project):
