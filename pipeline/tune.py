@@ -132,6 +132,8 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         Path(url).parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(
             optuna.storages.journal.JournalFileBackend(str(url)))
+    if url.startswith(("postgresql://", "postgres://")):  # SQLAlchemy 2.1 would want psycopg 3
+        url = "postgresql+psycopg2://" + url.split("://", 1)[1]
     for attempt in range(3):  # workers starting together race to create the tables
         try:
             return optuna.storages.RDBStorage(url)
