@@ -75,6 +75,8 @@ def worker(root: Path, *args: str) -> subprocess.Popen:
 
 
 def load_study(root: Path, storage) -> optuna.Study:
+    if isinstance(storage, str):
+        storage = tune.open_storage(storage)
     (summary,) = optuna.get_all_study_summaries(storage)
     return optuna.load_study(study_name=summary.study_name, storage=storage)
 
@@ -158,7 +160,7 @@ def test_a_hopeless_trial_is_pruned_and_a_nan_trial_fails_without_stopping_the_s
 
 
 def test_a_killed_study_resumes_keeping_its_finished_trials(project):
-    write_params(project, n_trials=6, max_epochs=3)
+    write_params(project, n_trials=4)
     process = worker(project)
     journal = project / "optuna/gru.journal"
     storage = None
@@ -168,21 +170,21 @@ def test_a_killed_study_resumes_keeping_its_finished_trials(project):
         if journal.exists():
             storage = storage or tune.open_storage(str(journal))
             trials = optuna.get_all_study_summaries(storage)
-            if trials and trials[0].n_trials >= 3:  # two finished, the third one running
+            if trials and trials[0].n_trials >= 2:  # one finished, the second one running
                 break
     assert process.poll() is None, process.communicate()[0]
     process.send_signal(signal.SIGKILL)
     process.wait()
     before = {t.number: t for t in load_study(project, storage).trials
               if t.state in tune.FINISHED}
-    assert 1 <= len(before) < 6
+    assert 1 <= len(before) < 4
 
     resumed = worker(project)
     assert resumed.wait(timeout=300) == 0, resumed.communicate()[0]
     after = load_study(project, tune.open_storage(str(journal))).trials
     for number, trial in before.items():  # kept as they were, not retrained
         assert after[number].params == trial.params and after[number].value == trial.value
-    assert sum(t.state in tune.FINISHED for t in after) == 6
+    assert sum(t.state in tune.FINISHED for t in after) == 4
     assert read_json(project / "tuned/gru.json")["trials"]["complete"] >= 1
 
 
@@ -213,7 +215,7 @@ def postgres():
 
 
 def test_two_workers_share_one_study_through_postgresql(project, postgres):
-    write_params(project, n_trials=6)
+    write_params(project, n_trials=4)
     # MLflow's store is created once up front, as a real setup would before starting workers.
     tune.tracking.setup(tune.EXPERIMENT)
     workers = [worker(project, "--storage", postgres) for _ in range(2)]
@@ -224,7 +226,7 @@ def test_two_workers_share_one_study_through_postgresql(project, postgres):
     assert sorted(numbers) == list(range(len(numbers)))  # none lost, none duplicated
     finished = [t for t in study.trials if t.state in tune.FINISHED]
     # Trials already running when the study reached its total still finish and are kept.
-    assert 6 <= len(finished) <= 7 and len(finished) == len(study.trials)
+    assert 4 <= len(finished) <= 5 and len(finished) == len(study.trials)
     logged = sorted(int(r.data.tags["trial"]) for r in child_runs(
         os.environ["MLFLOW_TRACKING_URI"]))
     assert logged == sorted(numbers)  # each trial logged once, by the worker that ran it
