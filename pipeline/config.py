@@ -113,6 +113,11 @@ class SearchRange:
     log: bool = False
     choices: tuple | None = None
 
+    def contains(self, value: Any) -> bool:
+        if self.choices is not None:
+            return value in self.choices
+        return self.low <= value <= self.high
+
     def as_dict(self) -> dict:
         if self.choices is not None:
             return {"choices": list(self.choices)}

@@ -181,6 +181,10 @@ def run_study(architecture: str, params: Params, storage_url: str) -> dict:
     data_hash = tracking.data_hash(PREPARED_DIR)
     study, created = open_study(study_name(architecture, params, data_hash),
                                 open_storage(storage_url), params)
+    if created:  # trial 0 is the params.yaml defaults, so tuning cannot pick worse ones
+        defaults = params.model(architecture).as_dict()
+        study.enqueue_trial({k: defaults[k] for k, r in params.search_spaces[architecture].items()
+                             if r.contains(defaults[k])})
     tracking.setup(EXPERIMENT)
     identity = {"space": {k: r.as_dict() for k, r in params.search_spaces[architecture].items()},
                 **{f"tune.{k}": v for k, v in vars(params.tune).items()
