@@ -130,6 +130,7 @@ def test_zero_trials_trains_with_the_params_defaults(project):
     assert not (project / "optuna").exists()
 
 
+@pytest.mark.filterwarnings("ignore:Fixed parameter")  # the enqueued values are out of range
 def test_a_hopeless_trial_is_pruned_and_a_nan_trial_fails_without_stopping_the_study(
         project, monkeypatch):
     def build_model(architecture, vocab_size, maxlen, **hyperparameters):
