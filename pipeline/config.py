@@ -10,6 +10,9 @@ from typing import Any
 import yaml
 
 PARAMS_FILE = Path("params.yaml")
+OPTIMIZERS = ("adam", "adamw", "nadam", "rmsprop", "sgd")  # names compile_model knows
+TRAINING_KEYS = ("learning_rate", "batch_size", "optimizer")  # the rest go to the builder
+PRUNERS = ("median", "hyperband", "none")
 
 
 class ParamsError(ValueError):  # noqa: N818
@@ -161,6 +164,44 @@ class LessonsParams:
 
 
 @dataclass(frozen=True)
+class TuneParams:
+    n_trials: int
+    timeout_seconds: float
+    train_fraction: float = 1.0
+    max_epochs: int = 2
+    pruner: str = "median"
+    startup_trials: int = 3
+
+    def __post_init__(self):
+        _check(self.n_trials >= 0, "tune.n_trials", "must be >= 0 (0: no tuning)")
+        _check(self.timeout_seconds > 0, "tune.timeout_seconds", "must be > 0")
+        _check(0 < self.train_fraction <= 1, "tune.train_fraction", "must be in (0, 1]")
+        _check(self.max_epochs >= 1, "tune.max_epochs", "must be >= 1")
+        _check(self.pruner in PRUNERS, "tune.pruner", f"must be one of {', '.join(PRUNERS)}")
+        _check(self.startup_trials >= 0, "tune.startup_trials", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class SearchRange:
+    """One searched hyperparameter: a numeric range (int when both ends are ints) or choices."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: tuple | None = None
+
+    def contains(self, value: Any) -> bool:
+        if self.choices is not None:
+            return value in self.choices
+        return self.low <= value <= self.high
+
+    def as_dict(self) -> dict:
+        if self.choices is not None:
+            return {"choices": list(self.choices)}
+        return {"low": self.low, "high": self.high, "log": self.log}
+
+
+@dataclass(frozen=True)
 class ModelParams:
     """One architecture's section: training settings plus its builder's keyword arguments."""
 
@@ -168,11 +209,23 @@ class ModelParams:
     learning_rate: float
     batch_size: int
     hyperparameters: dict[str, Any]
+    optimizer: str = "adam"
 
     def __post_init__(self):
         key = f"models.{self.architecture}"
         _check(self.learning_rate > 0, f"{key}.learning_rate", "must be > 0")
         _check(self.batch_size >= 1, f"{key}.batch_size", "must be >= 1")
+        _check(self.optimizer in OPTIMIZERS, f"{key}.optimizer",
+               f"must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+
+    def as_dict(self) -> dict:
+        """The flat form params.yaml uses: training keys and builder arguments side by side."""
+        return {"learning_rate": self.learning_rate, "batch_size": self.batch_size,
+                "optimizer": self.optimizer, **self.hyperparameters}
+
+    def with_values(self, values: dict[str, Any]) -> ModelParams:
+        """These params with some keys replaced (e.g. by a trial's or a study's best values)."""
+        return model_params(self.architecture, {**self.as_dict(), **values})
 
 
 @dataclass(frozen=True)
@@ -186,8 +239,10 @@ class Params:
     baseline: BaselineParams
     report: ReportParams
     lessons: LessonsParams
+    tune: TuneParams
     architectures: tuple[str, ...]
     models: dict[str, ModelParams]
+    search_spaces: dict[str, dict[str, SearchRange]]
 
     def model(self, architecture: str) -> ModelParams:
         if architecture not in self.models:
@@ -209,30 +264,22 @@ def load_params(path: Path | str = PARAMS_FILE) -> Params:
 
 
 def parse_params(raw: dict[str, Any]) -> Params:
-    from pipeline.models import ARCHITECTURES, builder_arguments
+    from pipeline.models import ARCHITECTURES
 
     if not isinstance(raw, dict):
         raise ParamsError("params.yaml must be a mapping of sections")
     architectures = tuple(_require(raw, "architectures"))
     models_raw = _require(raw, "models")
-    models = {}
+    spaces_raw = _require(raw, "search_spaces")
+    models, search_spaces = {}, {}
     for name in architectures:
         _check(name in ARCHITECTURES, "architectures",
                f"unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}")
-        section = dict(_require(models_raw, name, prefix="models."))
-        allowed = builder_arguments(name)
-        for key in section:
-            _check(key in allowed or key in ("learning_rate", "batch_size"),
-                   f"models.{name}.{key}",
-                   f"is not a hyperparameter of {name}; allowed: "
-                   f"learning_rate, batch_size, {', '.join(sorted(allowed))}")
-        models[name] = ModelParams(
-            architecture=name,
-            learning_rate=float(_require(section, "learning_rate", f"models.{name}.")),
-            batch_size=int(_require(section, "batch_size", f"models.{name}.")),
-            hyperparameters={k: v for k, v in section.items()
-                             if k not in ("learning_rate", "batch_size")},
-        )
+        models[name] = model_params(name, _require(models_raw, name, prefix="models."))
+        space = _require(spaces_raw, name, prefix="search_spaces.")  # {} searches nothing
+        _check(isinstance(space, dict), f"search_spaces.{name}",
+               "must be a mapping of hyperparameter -> {low, high, log} or {choices}")
+        search_spaces[name] = {key: search_range(name, key, spec) for key, spec in space.items()}
     prepare = _section(PrepareParams, raw, "prepare")
     lessons = _section(LessonsParams, raw, "lessons")
     # The lessons cut the prepared sequences, so they cannot ask for more tokens than exist.
@@ -253,9 +300,64 @@ def parse_params(raw: dict[str, Any]) -> Params:
         baseline=_section(BaselineParams, raw, "baseline"),
         report=_section(ReportParams, raw, "report"),
         lessons=lessons,
+        tune=_section(TuneParams, raw, "tune"),
         architectures=architectures,
         models=models,
+        search_spaces=search_spaces,
     )
+
+
+def model_params(architecture: str, section: dict[str, Any], where: str = "models") -> ModelParams:
+    """Check one architecture's flat hyperparameters and split them into training and builder."""
+    from pipeline.models import builder_arguments
+
+    prefix = f"{where}.{architecture}."
+    _check_hyperparameter_names(architecture, section, prefix)
+    return ModelParams(
+        architecture=architecture,
+        learning_rate=float(_require(section, "learning_rate", prefix)),
+        batch_size=int(_require(section, "batch_size", prefix)),
+        optimizer=section.get("optimizer") or "adam",
+        hyperparameters={k: v for k, v in section.items() if k in builder_arguments(architecture)},
+    )
+
+
+def search_range(architecture: str, name: str, spec: Any) -> SearchRange:
+    from pipeline.models import RECURRENT_CELLS
+
+    key = f"search_spaces.{architecture}.{name}"
+    _check_hyperparameter_names(architecture, {name: None}, f"search_spaces.{architecture}.")
+    _check(isinstance(spec, dict), key, "must be {low, high[, log]} or {choices: [...]}")
+    if "choices" in spec:
+        _check(set(spec) == {"choices"}, key, "takes choices alone, without low/high/log")
+        choices = spec["choices"]
+        _check(isinstance(choices, list) and len(choices) > 0, f"{key}.choices",
+               "must be a non-empty list")
+        known = {"optimizer": OPTIMIZERS, "cell": tuple(RECURRENT_CELLS)}.get(name)
+        for choice in choices:
+            _check(known is None or choice in known, f"{key}.choices",
+                   f"has unknown {name} {choice!r}; known: {', '.join(known or ())}")
+        return SearchRange(choices=tuple(choices))
+    for end in ("low", "high"):
+        value = _require(spec, end, prefix=f"{key}.")
+        _check(isinstance(value, int | float) and not isinstance(value, bool), f"{key}.{end}",
+               f"must be a number, got {value!r}")
+    unknown = set(spec) - {"low", "high", "log"}
+    _check(not unknown, key, f"has unknown keys {sorted(unknown)}; use low, high, log or choices")
+    low, high, log = spec["low"], spec["high"], spec.get("log", False)
+    _check(low <= high, key, f"has low ({low}) > high ({high})")
+    _check(not log or low > 0, key, "needs low > 0 with log: true")
+    return SearchRange(low=low, high=high, log=bool(log))
+
+
+def _check_hyperparameter_names(architecture: str, section: dict, prefix: str) -> None:
+    from pipeline.models import builder_arguments
+
+    allowed = builder_arguments(architecture)
+    for key in section:
+        _check(key in allowed or key in TRAINING_KEYS, f"{prefix}{key}",
+               f"is not a hyperparameter of {architecture}; allowed: "
+               f"{', '.join(TRAINING_KEYS)}, {', '.join(sorted(allowed))}")
 
 
 def _section(cls, raw: dict, name: str):

@@ -31,7 +31,7 @@ from pipeline.evaluate import EVAL_METRICS_DIR, classification_metrics
 from pipeline.io import atomic_path, read_json, write_json
 from pipeline.models import build_model
 from pipeline.prepare import PREPARED_DIR, SPLITS, load_split
-from pipeline.train import TRAIN_METRICS_DIR, compile_model, fit, summarize
+from pipeline.train import TRAIN_METRICS_DIR, compile_model, final_model_params, fit, summarize
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
@@ -46,8 +46,8 @@ COLUMNS = ["architecture", "maxlen", "accuracy", "roc_auc", "epochs", "best_epoc
 
 
 def hyperparameters(params: Params, architecture: str) -> ModelParams:
-    """The hyperparameters the train stage uses for `architecture` (swap here if that changes)."""
-    return params.model(architecture)
+    """The hyperparameters the train stage uses for `architecture`: tuned ones where tuning ran."""
+    return final_model_params(params, architecture)[0]
 
 
 def cut(x: np.ndarray, maxlen: int, prepare: PrepareParams) -> np.ndarray:
@@ -75,7 +75,7 @@ def train_and_score(architecture: str, maxlen: int, data: dict, params: Params) 
     keras.utils.set_random_seed(params.seed)
     model = build_model(architecture, params.prepare.vocab_size, maxlen,
                         **model_params.hyperparameters)
-    compile_model(model, model_params.learning_rate, train)
+    compile_model(model, model_params.learning_rate, train, model_params.optimizer)
     history, seconds = fit(model, short, model_params, train, params.prepare.padding, params.seed)
     x_test, y_test = short["test"]
     probability = predict_proba(model, x_test, params.evaluate.batch_size, train.bucket_width,

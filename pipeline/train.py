@@ -1,5 +1,7 @@
 """Stage `train@<architecture>`: fit one architecture with early stopping, tracked in MLflow.
 
+Hyperparameters: models.<arch> in params.yaml, overridden by the tune stage's winners in
+tuned/<arch>.json (see `final_model_params`).
 Writes models/<arch>/model.keras (best weights), models/<arch>/run.json (the MLflow run that
 evaluate continues), plots/history/<arch>.csv and metrics/train/<arch>.json.
 """
@@ -16,10 +18,10 @@ import mlflow
 import pandas as pd
 import tensorflow as tf
 
-from pipeline import run_stage, tracking
+from pipeline import UserError, run_stage, tracking
 from pipeline.batching import make_dataset
-from pipeline.config import ModelParams, Params, TrainParams, load_params
-from pipeline.io import atomic_path, write_json
+from pipeline.config import ModelParams, Params, ParamsError, TrainParams, load_params
+from pipeline.io import atomic_path, read_json, write_json
 from pipeline.models import accepts_any_length, build_model
 from pipeline.prepare import PREPARED_DIR, load_split
 
@@ -28,7 +30,11 @@ log = logging.getLogger(__name__)
 MODELS_DIR = Path("models")
 HISTORY_DIR = Path("plots/history")
 TRAIN_METRICS_DIR = Path("metrics/train")
+TUNED_DIR = Path("tuned")
 MODEL_FILE, RUN_FILE = "model.keras", "run.json"
+OPTIMIZERS = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
+              "nadam": keras.optimizers.Nadam, "rmsprop": keras.optimizers.RMSprop,
+              "sgd": keras.optimizers.SGD}
 
 
 def use_xla(setting: str | bool, model: keras.Model) -> bool:
@@ -44,9 +50,10 @@ def use_xla(setting: str | bool, model: keras.Model) -> bool:
     return recurrent and not tf.config.list_physical_devices("GPU")
 
 
-def compile_model(model: keras.Model, learning_rate: float, train: TrainParams) -> keras.Model:
+def compile_model(model: keras.Model, learning_rate: float, train: TrainParams,
+                  optimizer: str = "adam") -> keras.Model:
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate, clipnorm=train.clipnorm),
+        optimizer=OPTIMIZERS[optimizer](learning_rate, clipnorm=train.clipnorm),
         loss="binary_crossentropy",
         metrics=["accuracy"],
         jit_compile=use_xla(train.jit_compile, model),
@@ -86,14 +93,31 @@ def summarize(history: pd.DataFrame, seconds: float, model: keras.Model, train_s
     }
 
 
-def flat_params(params: Params, architecture: str) -> dict:
-    model_params = params.model(architecture)
+def final_model_params(params: Params, architecture: str, tuned_dir: Path = TUNED_DIR
+                       ) -> tuple[ModelParams, bool]:
+    """models.<arch> with the tune stage's best values on top; (params, whether tuned).
+
+    Without tuned/<arch>.json (tuning never ran) the params.yaml defaults are used as they are.
+    """
+    defaults = params.model(architecture)
+    path = tuned_dir / f"{architecture}.json"
+    if not path.exists():
+        return defaults, False
+    try:
+        tuned = read_json(path)
+        return defaults.with_values(tuned["hyperparameters"]), bool(tuned["tuned"])
+    except (ValueError, KeyError, TypeError, ParamsError) as err:
+        raise UserError(f"{path} is not a valid tuning result ({err}); rerun "
+                        f"`dvc repro tune@{architecture}` or delete it") from None
+
+
+def flat_params(params: Params, architecture: str, model_params: ModelParams | None = None
+                ) -> dict:
+    model_params = model_params or params.model(architecture)
     return {
         "seed": params.seed,
         "architecture": architecture,
-        "learning_rate": model_params.learning_rate,
-        "batch_size": model_params.batch_size,
-        **model_params.hyperparameters,
+        **model_params.as_dict(),
         **{f"prepare.{k}": v for k, v in vars(params.prepare).items()},
         **{f"train.{k}": v for k, v in vars(params.train).items()},
     }
@@ -101,17 +125,17 @@ def flat_params(params: Params, architecture: str) -> dict:
 
 def main(architecture: str) -> None:
     params = load_params()
-    model_params = params.model(architecture)
+    model_params, tuned = final_model_params(params, architecture)
     keras.utils.set_random_seed(params.seed)
     data = {split: load_split(split) for split in ("train", "val")}
     model = build_model(architecture, params.prepare.vocab_size, params.prepare.maxlen,
                         **model_params.hyperparameters)
-    compile_model(model, model_params.learning_rate, params.train)
+    compile_model(model, model_params.learning_rate, params.train, model_params.optimizer)
 
     tracking.setup()
-    with mlflow.start_run(run_name=architecture,
-                          tags=tracking.reproducibility_tags(architecture, PREPARED_DIR)) as run:
-        mlflow.log_params(flat_params(params, architecture))
+    tags = {**tracking.reproducibility_tags(architecture, PREPARED_DIR), "tuned": str(tuned)}
+    with mlflow.start_run(run_name=architecture, tags=tags) as run:
+        mlflow.log_params(flat_params(params, architecture, model_params))
         history, seconds = fit(model, data, model_params, params.train, params.prepare.padding,
                                params.seed, callbacks=[mlflow.keras.MlflowCallback()])
         summary = summarize(history, seconds, model, len(data["train"][1]))

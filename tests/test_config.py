@@ -87,3 +87,61 @@ def test_quality_gate_params_are_checked(section, key, value, message):
     raw[section][key] = value
     with pytest.raises(ParamsError, match=message):
         parse_params(raw)
+@pytest.mark.parametrize("key, value", [
+    ("n_trials", -1), ("timeout_seconds", 0), ("train_fraction", 0), ("train_fraction", 1.5),
+    ("max_epochs", 0), ("pruner", "sometimes"), ("startup_trials", -2),
+])
+def test_invalid_tune_settings_fail_naming_the_key(key, value):
+    raw = raw_params()
+    raw["tune"][key] = value
+    with pytest.raises(ParamsError, match=rf"tune\.{key}"):
+        parse_params(raw)
+
+
+@pytest.mark.parametrize("name, spec, message", [
+    ("units", {"low": 64, "high": 16}, r"search_spaces\.gru\.units has low \(64\) > high"),
+    ("unitz", {"low": 1, "high": 2}, r"search_spaces\.gru\.unitz is not a hyperparameter"),
+    ("optimizer", {"choices": ["adam", "adagrad"]}, r"unknown optimizer 'adagrad'"),
+    ("units", {"low": "8", "high": 16}, r"search_spaces\.gru\.units\.low must be a number"),
+    ("learning_rate", {"low": 0, "high": 0.1, "log": True}, r"needs low > 0"),
+    ("dropout", {"low": 0.1}, r"missing search_spaces\.gru\.dropout\.high"),
+    ("dropout", {"choices": []}, r"choices must be a non-empty list"),
+    ("dropout", {"low": 0.1, "high": 0.2, "step": 0.1}, r"unknown keys \['step'\]"),
+])
+def test_invalid_search_spaces_fail_naming_the_key(name, spec, message):
+    raw = raw_params()
+    raw["search_spaces"]["gru"][name] = spec
+    with pytest.raises(ParamsError, match=message):
+        parse_params(raw)
+
+
+def test_search_space_ints_floats_and_choices_are_told_apart():
+    space = load_params(ROOT / "params.yaml").search_spaces["conv1d"]
+    assert (space["kernel_size"].low, space["kernel_size"].high) == (3, 7)
+    assert space["learning_rate"].log and space["filters"].choices == (64, 128, 192)
+
+
+def test_unknown_recurrent_cell_in_a_search_space_is_named():
+    raw = raw_params()
+    raw["search_spaces"]["attention_rnn"]["cell"] = {"choices": ["gru", "transformer"]}
+    with pytest.raises(ParamsError, match=r"attention_rnn\.cell\.choices has unknown cell"):
+        parse_params(raw)
+
+
+def test_optimizer_is_an_optional_model_key_checked_by_name():
+    raw = raw_params()
+    assert parse_params(raw).model("gru").optimizer == "adam"
+    raw["models"]["gru"]["optimizer"] = "rmsprop"
+    assert parse_params(raw).model("gru").optimizer == "rmsprop"
+    raw["models"]["gru"]["optimizer"] = "adagrad"
+    with pytest.raises(ParamsError, match=r"models\.gru\.optimizer must be one of"):
+        parse_params(raw)
+
+
+def test_model_params_take_values_from_a_tuning_result_and_reject_unknown_keys():
+    gru = load_params(ROOT / "params.yaml").model("gru")
+    tuned = gru.with_values({"units": 80, "learning_rate": 0.003, "optimizer": "rmsprop"})
+    assert tuned.hyperparameters["units"] == 80 and tuned.learning_rate == 0.003
+    assert tuned.optimizer == "rmsprop" and tuned.batch_size == gru.batch_size
+    with pytest.raises(ParamsError, match=r"models\.gru\.filters is not a hyperparameter"):
+        gru.with_values({"filters": 3})

@@ -72,6 +72,7 @@ def test_every_stage_writes_its_declared_outputs(project):
     assert data_report["test"]["reviews"] == 120
     for arch in ARCHITECTURES:
         assert (root / f"models/{arch}/model.keras").exists()
+        assert json.loads((root / f"tuned/{arch}.json").read_text())["tuned"]
         assert (root / f"exported/{arch}/model.keras").exists()
         history = pd.read_csv(root / f"plots/history/{arch}.csv")
         assert {"epoch", "loss", "val_loss", "accuracy", "val_accuracy"} <= set(history.columns)
@@ -196,5 +197,6 @@ def test_editing_one_architecture_marks_only_its_stage(project):
         status = json.loads(run(["dvc", "status", "--json"], root, env))
     finally:
         params_file.write_text(original)
-    # the lessons read models.gru too: lesson 1 retrains gru, lesson 2 rebuilds its initial weights
-    assert set(status) == {"train@gru", "sequence_length@gru", "gradients@gru"}
+    # the defaults are part of the study; the lessons read models.gru too: lesson 1 retrains gru,
+    # lesson 2 rebuilds its initial weights
+    assert set(status) == {"tune@gru", "train@gru", "sequence_length@gru", "gradients@gru"}

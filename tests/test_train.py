@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -60,3 +62,31 @@ def test_xla_is_chosen_per_device_and_model():
     on_cpu = not tf.config.list_physical_devices("GPU")
     assert use_xla("auto", gru) == on_cpu
     assert use_xla("auto", dense) is False
+
+
+def test_compile_model_builds_every_optimizer_params_yaml_accepts():
+    from pipeline.config import OPTIMIZERS
+    from pipeline.train import OPTIMIZERS as BUILDERS
+
+    assert set(BUILDERS) == set(OPTIMIZERS)
+    train = TrainParams(max_epochs=1, patience=1, jit_compile=False)
+    model = compile_model(build_model("dense", 20, 16), 0.01, train, "rmsprop")
+    assert isinstance(model.optimizer, keras.optimizers.RMSprop)
+
+
+def test_train_uses_the_tuned_values_over_the_defaults(tmp_path):
+    from pipeline import UserError
+    from pipeline.config import load_params
+    from pipeline.io import write_json
+    from pipeline.train import final_model_params
+
+    params = load_params(Path(__file__).resolve().parents[1] / "params.small.yaml")
+    assert final_model_params(params, "gru", tmp_path) == (params.model("gru"), False)
+    write_json(tmp_path / "gru.json", {"tuned": True, "hyperparameters": {
+        **params.model("gru").as_dict(), "units": 7, "learning_rate": 0.004}})
+    model_params, tuned = final_model_params(params, "gru", tmp_path)
+    assert tuned and model_params.hyperparameters["units"] == 7
+    assert model_params.learning_rate == 0.004
+    (tmp_path / "gru.json").write_text("{not json")
+    with pytest.raises(UserError, match=r"gru\.json is not a valid tuning result"):
+        final_model_params(params, "gru", tmp_path)

@@ -1,0 +1,241 @@
+"""The tune stage on a tiny keyword task: studies complete, prune, fail a trial, resume after a
+kill, and share one study between two worker processes through a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+from conftest import PROJECT_ROOT
+from mlflow.tracking import MlflowClient
+
+from pipeline import tune
+from pipeline.config import load_params
+from pipeline.io import read_json
+from pipeline.prepare import pad
+from pipeline.train import final_model_params
+
+ARCH = "gru"
+
+
+def keyword_data(n, seed):
+    """Label 1 when token 3 appears, else 0."""
+    rng = np.random.default_rng(seed)
+    sequences, labels = [], []
+    for i in range(n):
+        seq = rng.integers(4, 20, size=rng.integers(3, 15))
+        if i % 2:
+            seq[rng.integers(len(seq))] = 3
+        sequences.append(seq)
+        labels.append(i % 2)
+    return pad(sequences, 16), np.array(labels, "int8")
+
+
+def write_params(root: Path, **tune_overrides) -> None:
+    params = yaml.safe_load((PROJECT_ROOT / "params.small.yaml").read_text())
+    params["prepare"].update(vocab_size=20, maxlen=16)
+    params["train"].update(bucket_width=4, jit_compile=False)
+    params["tune"].update({"n_trials": 3, "timeout_seconds": 120, "train_fraction": 0.5,
+                           "max_epochs": 2, "startup_trials": 1, **tune_overrides})
+    params["search_spaces"][ARCH] = {"learning_rate": {"low": 0.001, "high": 0.05, "log": True},
+                                     "units": {"low": 4, "high": 8}}
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A directory holding params.yaml and data/prepared, with MLflow in a temporary store."""
+    prepared = tmp_path / "data/prepared"
+    prepared.mkdir(parents=True)
+    for split, (n, seed) in {"train": (192, 0), "val": (64, 1)}.items():
+        x, y = keyword_data(n, seed)
+        np.savez(prepared / f"{split}.npz", x=x, y=y, id=np.arange(n))
+    write_params(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.delenv(tune.STORAGE_ENV, raising=False)
+    return tmp_path
+
+
+def worker(root: Path, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "pipeline.tune", ARCH, *args], cwd=root,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def load_study(root: Path, storage) -> optuna.Study:
+    if isinstance(storage, str):
+        storage = tune.open_storage(storage)
+    (summary,) = optuna.get_all_study_summaries(storage)
+    return optuna.load_study(study_name=summary.study_name, storage=storage)
+
+
+def child_runs(tracking_uri: str) -> list:
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(tune.EXPERIMENT)
+    return client.search_runs([experiment.experiment_id], "tags.trial != ''")
+
+
+def test_a_tiny_study_completes_is_logged_and_feeds_the_train_stage(project):
+    tune.main(ARCH)
+    result = read_json(project / "tuned/gru.json")
+    assert result["tuned"] and result["trials"]["complete"] >= 1
+    assert sum(result["trials"][s] for s in ("complete", "pruned")) == 3
+    trained, tuned = final_model_params(load_params(), ARCH, project / "tuned")
+    assert tuned and trained.learning_rate == result["hyperparameters"]["learning_rate"]
+    assert trained.hyperparameters["units"] == result["hyperparameters"]["units"]
+    assert 0.001 <= trained.learning_rate <= 0.05 and 4 <= trained.hyperparameters["units"] <= 8
+    metrics = read_json(project / "metrics/tune/gru.json")
+    assert metrics["best_val_accuracy"] == result["best_value"]
+
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    (parent,) = client.search_runs(
+        [client.get_experiment_by_name(tune.EXPERIMENT).experiment_id], "tags.study != '' "
+        "and attributes.run_name = 'tune-gru'")
+    assert parent.data.metrics["best_val_accuracy"] == result["best_value"]
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"optimization_history.png", "trials.csv", "best_params.json"} <= artifacts
+    children = child_runs(os.environ["MLFLOW_TRACKING_URI"])
+    assert len(children) == 3
+    for child in children:
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.data.tags["state"] in ("COMPLETE", "PRUNED")
+        assert set(child.data.params) == {"learning_rate", "units"}
+        assert client.get_metric_history(child.info.run_id, "val_accuracy")
+
+    # Run again: the study is already complete, so nothing is trained and the result holds.
+    tune.main(ARCH)
+    assert read_json(project / "tuned/gru.json") == result
+    assert len(child_runs(os.environ["MLFLOW_TRACKING_URI"])) == 3
+
+
+def test_zero_trials_trains_with_the_params_defaults(project):
+    write_params(project, n_trials=0)
+    tune.main(ARCH)
+    result = read_json(project / "tuned/gru.json")
+    assert result["tuned"] is False
+    defaults = load_params().model(ARCH)
+    assert final_model_params(load_params(), ARCH, project / "tuned") == (defaults, False)
+    assert not (project / "optuna").exists()
+
+
+@pytest.mark.filterwarnings("ignore:Fixed parameter")  # the enqueued values are out of range
+def test_a_hopeless_trial_is_pruned_and_a_nan_trial_fails_without_stopping_the_study(
+        project, monkeypatch):
+    def build_model(architecture, vocab_size, maxlen, **hyperparameters):
+        model = tune.build_model.__wrapped__(architecture, vocab_size, maxlen, **hyperparameters)
+        if hyperparameters["units"] == 3:  # the marked trial: its output, so its loss, is NaN
+            model.get_layer("probability").bias.assign([np.nan])
+        return model
+
+    build_model.__wrapped__ = tune.build_model
+    monkeypatch.setattr(tune, "build_model", build_model)
+    write_params(project, n_trials=3)
+    params = tune.load_params()
+    storage = tune.open_storage(str(project / "optuna/gru.journal"))
+    study, _ = tune.open_study(tune.study_name(ARCH, params, tune.tracking.data_hash(
+        project / "data/prepared")), storage, params)
+    study.enqueue_trial({"learning_rate": 0.05, "units": 8})  # learns: completes
+    study.enqueue_trial({"learning_rate": 1e-9, "units": 4})  # learns nothing: pruned
+    study.enqueue_trial({"learning_rate": 0.05, "units": 3})  # NaN loss: fails
+    tune.main(ARCH)
+    states = [t.state for t in load_study(project, storage).trials]
+    assert states[:3] == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
+                          optuna.trial.TrialState.FAIL]
+    assert len(states) == 4 and states[3] in tune.FINISHED  # the study went on to its total
+    by_trial = {r.data.tags["trial"]: r for r in child_runs(os.environ["MLFLOW_TRACKING_URI"])}
+    assert by_trial["1"].data.tags["state"] == "PRUNED"
+    assert by_trial["2"].data.tags["state"] == "FAIL" and by_trial["2"].info.status == "FAILED"
+    assert read_json(project / "metrics/tune/gru.json")["trials_failed"] == 1
+
+
+def test_a_killed_study_resumes_keeping_its_finished_trials(project):
+    write_params(project, n_trials=4)
+    process = worker(project)
+    journal = project / "optuna/gru.journal"
+    storage = None
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.5)
+        if journal.exists():
+            storage = storage or tune.open_storage(str(journal))
+            trials = optuna.get_all_study_summaries(storage)
+            if trials and trials[0].n_trials >= 2:  # one finished, the second one running
+                break
+    assert process.poll() is None, process.communicate()[0]
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = {t.number: t for t in load_study(project, storage).trials
+              if t.state in tune.FINISHED}
+    assert 1 <= len(before) < 4
+
+    resumed = worker(project)
+    assert resumed.wait(timeout=300) == 0, resumed.communicate()[0]
+    after = load_study(project, tune.open_storage(str(journal))).trials
+    for number, trial in before.items():  # kept as they were, not retrained
+        assert after[number].params == trial.params and after[number].value == trial.value
+    assert sum(t.state in tune.FINISHED for t in after) == 4
+    assert read_json(project / "tuned/gru.json")["trials"]["complete"] >= 1
+
+
+@pytest.fixture
+def postgres():
+    """A throwaway PostgreSQL cluster, run as the postgres user; yields its URL."""
+    if shutil.which("pg_ctl") is None:
+        pytest.fail("pg_ctl not found: install Debian's postgresql package (.ci/run does)")
+    cluster = Path(tempfile.mkdtemp(prefix="tune-pg-"))  # pytest's tmp dirs are root-only
+    as_postgres = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        shutil.chown(cluster, "postgres")
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    pg_ctl = [*as_postgres, "pg_ctl", "-D", str(cluster / "data")]
+    subprocess.run([*as_postgres, "initdb", "-D", str(cluster / "data"), "-A", "trust",
+                    "-U", "postgres"], check=True, capture_output=True)
+    subprocess.run([*pg_ctl, "-w", "-l", str(cluster / "log"), "-o",
+                    f"-p {port} -k {cluster} -h 127.0.0.1", "start"], check=True,
+                   capture_output=True)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*pg_ctl, "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(cluster, ignore_errors=True)
+
+
+def test_two_workers_share_one_study_through_postgresql(project, postgres):
+    write_params(project, n_trials=4)
+    # MLflow's store is created once up front, as a real setup would before starting workers.
+    tune.tracking.setup(tune.EXPERIMENT)
+    workers = [worker(project, "--storage", postgres) for _ in range(2)]
+    for process in workers:
+        assert process.wait(timeout=300) == 0, process.communicate()[0]
+    study = load_study(project, postgres)
+    numbers = [t.number for t in study.trials]
+    assert sorted(numbers) == list(range(len(numbers)))  # none lost, none duplicated
+    finished = [t for t in study.trials if t.state in tune.FINISHED]
+    # Trials already running when the study reached its total still finish and are kept.
+    assert 4 <= len(finished) <= 5 and len(finished) == len(study.trials)
+    logged = sorted(int(r.data.tags["trial"]) for r in child_runs(
+        os.environ["MLFLOW_TRACKING_URI"]))
+    assert logged == sorted(numbers)  # each trial logged once, by the worker that ran it
+    best = max(t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE)
+    assert study.best_value == best
+    tune.main(ARCH, storage=postgres)  # what `dvc repro` then does: no trial left to run
+    assert read_json(project / "tuned/gru.json")["best_value"] == round(best, 4)
+    assert len(child_runs(os.environ["MLFLOW_TRACKING_URI"])) == len(numbers)
+    parents = {r.data.tags["mlflow.parentRunId"] for r in child_runs(
+        os.environ["MLFLOW_TRACKING_URI"])}
+    assert len(parents) == 1  # one parent run per study, shared by the workers
