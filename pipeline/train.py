@@ -62,17 +62,23 @@ def compile_model(model: keras.Model, learning_rate: float, train: TrainParams,
 
 
 def fit(model: keras.Model, data: dict, model_params: ModelParams, train: TrainParams,
-        padding: str, seed: int, callbacks=()) -> tuple[pd.DataFrame, float]:
-    """Train with early stopping on val_loss, best weights restored. Returns (history, seconds)."""
+        padding: str, seed: int, callbacks=(), early_stopping: bool = True,
+        ) -> tuple[pd.DataFrame, float]:
+    """Train with early stopping on val_loss, best weights restored. Returns (history, seconds).
+
+    With early_stopping=False it runs exactly train.max_epochs and keeps the last weights
+    (the training benchmark compares equal numbers of epochs).
+    """
     bucket_width = train.bucket_width if accepts_any_length(model) else 0
     batch_size = model_params.batch_size
     train_ds = make_dataset(*data["train"], batch_size, bucket_width, padding, seed=seed)
     val_ds = make_dataset(*data["val"], batch_size, bucket_width, padding)
-    early_stopping = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=train.patience, restore_best_weights=True)
+    if early_stopping:
+        callbacks = [keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=train.patience, restore_best_weights=True), *callbacks]
     started = time.perf_counter()
     history = model.fit(train_ds, validation_data=val_ds, epochs=train.max_epochs,
-                        callbacks=[early_stopping, *callbacks], shuffle=False,
+                        callbacks=list(callbacks), shuffle=False,
                         verbose=1 if sys.stdout.isatty() else 2)
     seconds = time.perf_counter() - started
     table = pd.DataFrame(history.history)

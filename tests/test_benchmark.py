@@ -1,0 +1,69 @@
+"""benchmarks/training_throughput.py on a tiny prepared dataset written by the test."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import PROJECT_ROOT
+
+from pipeline.prepare import pad
+
+SCRIPT = PROJECT_ROOT / "benchmarks" / "training_throughput.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("training_throughput", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_prepared(directory, maxlen=100):
+    """train/val/test.npz like `prepare` writes: label 1 when token 3 appears."""
+    directory.mkdir()
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 96), ("val", 32), ("test", 64)):
+        sequences = [rng.integers(4, 50, size=rng.integers(5, maxlen)) for _ in range(n)]
+        labels = np.arange(n) % 2
+        for seq, label in zip(sequences, labels, strict=True):
+            if label:
+                seq[rng.integers(len(seq))] = 3
+        np.savez(directory / f"{split}.npz", x=pad(sequences, maxlen), y=labels.astype("int8"),
+                 id=np.arange(n))
+
+
+def test_writes_one_row_per_architecture_with_consistent_ratios(tmp_path, capsys):
+    write_prepared(tmp_path / "prepared")
+    out = tmp_path / "results" / "throughput"
+    load_script().main(["--params", str(PROJECT_ROOT / "params.small.yaml"),
+                        "--architectures", "gru", "dense", "--epochs", "2",
+                        "--test-fraction", "0.5", "--prepared-dir", str(tmp_path / "prepared"),
+                        "--out", str(out)])
+    table = pd.read_csv(out.with_suffix(".csv"))
+    assert list(table.architecture) == ["gru", "dense"]
+    assert {"epochs", "notebook_samples_per_s", "pipeline_samples_per_s", "speedup",
+            "notebook_test_accuracy", "pipeline_test_accuracy", "accuracy_delta",
+            "pipeline_xla", "bucket_width"} <= set(table.columns)
+    assert (table.epochs == 2).all() and (table.test_samples == 32).all()
+    ratio = table.pipeline_samples_per_s / table.notebook_samples_per_s
+    assert table.speedup.to_numpy() == pytest.approx(ratio.to_numpy(), rel=0.02)
+    steady = table.pipeline_steady_samples_per_s / table.notebook_steady_samples_per_s
+    assert table.steady_speedup.to_numpy() == pytest.approx(steady.to_numpy(), rel=0.02)
+    delta = table.pipeline_test_accuracy - table.notebook_test_accuracy
+    assert table.accuracy_delta.to_numpy() == pytest.approx(delta.to_numpy(), abs=2e-4)
+    assert table.set_index("architecture").bucket_width.to_dict() == {"gru": 25, "dense": 0}
+    markdown = out.with_suffix(".md").read_text(encoding="utf-8")
+    assert "- command: `python benchmarks/training_throughput.py --params" in markdown
+    assert "| gru | 2 |" in markdown
+    assert "gru: pipeline" in capsys.readouterr().out
+
+
+def test_a_missing_prepared_dataset_is_a_one_line_error(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        load_script().main(["--params", str(PROJECT_ROOT / "params.small.yaml"),
+                            "--prepared-dir", str(tmp_path / "nowhere")])
+    assert "run `dvc repro prepare` first" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
