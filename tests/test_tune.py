@@ -45,6 +45,7 @@ def keyword_data(n, seed):
 def write_params(root: Path, **tune_overrides) -> None:
     params = yaml.safe_load((PROJECT_ROOT / "params.small.yaml").read_text())
     params["prepare"].update(vocab_size=20, maxlen=16)
+    params["lessons"].update(maxlens=[8, 16], gradient_timesteps=16)  # no longer than maxlen
     params["train"].update(bucket_width=4, jit_compile=False)
     params["tune"].update({"n_trials": 3, "timeout_seconds": 120, "train_fraction": 0.5,
                            "max_epochs": 2, "startup_trials": 1, **tune_overrides})
