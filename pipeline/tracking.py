@@ -39,11 +39,22 @@ def setup(experiment: str = EXPERIMENT) -> None:
         mlflow.set_experiment(experiment)
     except Exception as err:  # MLflow raises several types for an unreachable or bad store
         raise UserError(
-            f"cannot reach the MLflow tracking store at {uri}: {err.__class__.__name__}: "
-            f"{str(err)[:300]}. Start that server, or unset MLFLOW_TRACKING_URI to use the "
-            "local store in ./mlflow.db") from None
+            f"cannot reach the MLflow tracking store at {uri}: {why_unreachable(err)}. "
+            "Start that server, or unset MLFLOW_TRACKING_URI to use the local store in "
+            "./mlflow.db") from None
     tag_new_runs()
     mark_killed_runs()
+
+
+def why_unreachable(err: Exception) -> str:
+    text = " ".join(str(err).split())
+    if "Connection refused" in text:
+        return "nothing is listening there (connection refused)"
+    if "timed out" in text.lower() or "Timeout" in text:
+        return "it did not answer in time"
+    if "Name or service not known" in text or "NameResolutionError" in text:
+        return "its host name is not known"
+    return f"{err.__class__.__name__}: {text[:300]}"
 
 
 def process_tags() -> dict[str, str]:
