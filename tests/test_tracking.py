@@ -97,7 +97,11 @@ def test_setup_tags_the_runs_it_starts_with_host_and_pid(monkeypatch, tmp_path):
 
 def test_a_zombie_or_missing_process_is_not_alive():
     child = subprocess.Popen([sys.executable, "-c", "pass"])
-    while child.poll() is None and tracking.process_alive(child.pid):
-        time.sleep(0.05)  # poll() reaps it; before that it is a zombie, also "not alive"
+    status = Path(f"/proc/{child.pid}/status")
+    deadline = time.monotonic() + 30
+    while "\nState:\tZ" not in status.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)  # exited but not reaped (no poll/wait yet): a zombie
+    assert not tracking.process_alive(child.pid)
+    child.wait()
     assert not tracking.process_alive(child.pid)
     assert tracking.process_alive(os.getpid())
