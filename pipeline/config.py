@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -259,7 +261,11 @@ def load_params(path: Path | str = PARAMS_FILE) -> Params:
     except FileNotFoundError:
         raise ParamsError(f"{path} not found: run from the project root") from None
     except yaml.YAMLError as err:
-        raise ParamsError(f"{path} is not valid YAML: {err}") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or " ".join(str(err).split())
+        raise ParamsError(f"{path} is not valid YAML{where}: {problem}; fix the file there "
+                          "(e.g. an unclosed bracket or quote, or a tab used to indent)") from None
     return parse_params(raw)
 
 
@@ -268,7 +274,10 @@ def parse_params(raw: dict[str, Any]) -> Params:
 
     if not isinstance(raw, dict):
         raise ParamsError("params.yaml must be a mapping of sections")
-    architectures = tuple(_require(raw, "architectures"))
+    architectures = _require(raw, "architectures")
+    _check(isinstance(architectures, list) and all(isinstance(a, str) for a in architectures),
+           "architectures", f"must be a list of architecture names, got {architectures!r}")
+    architectures = tuple(architectures)
     models_raw = _require(raw, "models")
     spaces_raw = _require(raw, "search_spaces")
     models, search_spaces = {}, {}
@@ -291,7 +300,7 @@ def parse_params(raw: dict[str, Any]) -> Params:
         _check(name in architectures, "lessons.gradient_architectures",
                f"lists {name!r}, which is not in architectures")
     return Params(
-        seed=int(_require(raw, "seed")),
+        seed=_typed(_require(raw, "seed"), int, "seed"),
         download=_section(DownloadParams, raw, "download"),
         validate=_section(ValidateParams, raw, "validate"),
         prepare=prepare,
@@ -312,14 +321,37 @@ def model_params(architecture: str, section: dict[str, Any], where: str = "model
     from pipeline.models import builder_arguments
 
     prefix = f"{where}.{architecture}."
+    _check(isinstance(section, dict), prefix.rstrip("."), "must be a mapping of hyperparameters")
     _check_hyperparameter_names(architecture, section, prefix)
+    hyperparameters = {k: v for k, v in section.items() if k in builder_arguments(architecture)}
+    _check_hyperparameter_values(architecture, hyperparameters, prefix)
     return ModelParams(
         architecture=architecture,
-        learning_rate=float(_require(section, "learning_rate", prefix)),
-        batch_size=int(_require(section, "batch_size", prefix)),
+        learning_rate=_typed(_require(section, "learning_rate", prefix), float,
+                             f"{prefix}learning_rate"),
+        batch_size=_typed(_require(section, "batch_size", prefix), int, f"{prefix}batch_size"),
         optimizer=section.get("optimizer") or "adam",
-        hyperparameters={k: v for k, v in section.items() if k in builder_arguments(architecture)},
+        hyperparameters=hyperparameters,
     )
+
+
+def _check_hyperparameter_values(architecture: str, hyperparameters: dict, prefix: str) -> None:
+    """Each builder argument has the type of its default: sizes are ints >= 1, dropout a rate."""
+    import inspect
+
+    from pipeline.models import ARCHITECTURES, RECURRENT_CELLS
+
+    defaults = {name: p.default for name, p in
+                inspect.signature(ARCHITECTURES[architecture]).parameters.items()}
+    for name, value in hyperparameters.items():
+        key, default = f"{prefix}{name}", defaults[name]
+        if name == "cell":
+            _check(value in RECURRENT_CELLS, key,
+                   f"must be one of {', '.join(RECURRENT_CELLS)}, got {value!r}")
+        elif isinstance(default, float):  # dropout rates
+            _check(0 <= _typed(value, float, key) < 1, key, f"must be in [0, 1), got {value!r}")
+        elif isinstance(default, int):  # embedding_dim, units, filters, kernel_size, pool_size
+            _check(_typed(value, int, key) >= 1, key, f"must be >= 1, got {value!r}")
 
 
 def search_range(architecture: str, name: str, spec: Any) -> SearchRange:
@@ -362,6 +394,7 @@ def _check_hyperparameter_names(architecture: str, section: dict, prefix: str) -
 
 def _section(cls, raw: dict, name: str):
     section = _require(raw, name)
+    _check(isinstance(section, dict), name, f"must be a mapping of keys, got {section!r}")
     known = {f.name for f in fields(cls)}
     for key in section:
         _check(key in known, f"{name}.{key}", f"is not a known key; known: {', '.join(known)}")
@@ -369,10 +402,39 @@ def _section(cls, raw: dict, name: str):
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
     for key in required:
         _require(section, key, prefix=f"{name}.")
+    hints = typing.get_type_hints(cls)
+    for key, value in section.items():
+        _typed(value, hints[key], f"{name}.{key}")
     try:
         return cls(**section)
     except TypeError as err:
         raise ParamsError(f"params.yaml section {name!r}: {err}") from None
+
+
+def _typed(value: Any, kind: Any, key: str) -> Any:
+    """`value` if it has the type `kind` (an int is a float too; a bool is neither); else fail."""
+    options = typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,)
+    for option in options:
+        base = typing.get_origin(option) or option
+        if option is type(None) and value is None:
+            return value
+        if base is bool and isinstance(value, bool):
+            return value
+        if isinstance(value, bool):
+            continue
+        if base is int and isinstance(value, int):
+            return value
+        if base is float and isinstance(value, int | float):
+            return float(value)
+        if base in (str, dict) and isinstance(value, base):
+            return value
+        if base is tuple and isinstance(value, list | tuple):
+            return value
+    wanted = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+              tuple: "a list", dict: "a mapping", type(None): "null"}
+    names = " or ".join(wanted[typing.get_origin(o) or o] for o in options)
+    raise ParamsError(f"params.yaml: {key} must be {names}, got {value!r} "
+                      f"({type(value).__name__})")
 
 
 def _require(mapping: Any, key: str, prefix: str = "") -> Any:

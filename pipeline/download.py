@@ -102,6 +102,10 @@ def read_archive(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
                 split, label, review_id, rating = match.groups()
                 raw = archive.extractfile(member).read()
                 rows.append((int(review_id), split, label, int(rating), _decode(raw, member.name)))
+            # tarfile stops at the end-of-archive marker; reading on to the end makes gzip
+            # check its CRC and length trailer, which catches a corrupt copy.
+            while archive.fileobj.read(1 << 20):
+                pass
     except (tarfile.TarError, EOFError, OSError) as err:
         raise ArchiveError(f"{path} is not a readable .tar.gz archive ({err}): "
                            "it is truncated or corrupt; download it again") from err
@@ -109,6 +113,12 @@ def read_archive(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     if table.empty:
         raise ArchiveError(f"{path} holds no reviews in the aclImdb/{{train,test}}/{{pos,neg}} "
                            "layout")
+    found = set(zip(table.split, table.label, strict=True))
+    missing = [f"aclImdb/{split}/{label}/" for split in ("train", "test")
+               for label in ("pos", "neg") if (split, label) not in found]
+    if missing:
+        raise ArchiveError(f"{path} has no reviews in {', '.join(missing)}: the archive is "
+                           "incomplete; download it again")
     labelled = _tidy(table[table.label != "unsup"])
     labelled["label"] = (labelled.label == "pos").astype("int8")
     unlabelled = _tidy(table[table.label == "unsup"]).drop(columns=["label", "rating"])

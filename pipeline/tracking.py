@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -13,6 +16,10 @@ from pipeline import UserError
 
 EXPERIMENT = "imdb-sentiment"
 DEFAULT_STORE = Path("mlflow.db")
+HOST_TAG = "pipeline.host"
+PID_TAG = "pipeline.pid"
+
+log = logging.getLogger(__name__)
 
 # Fail in seconds, not minutes, when a remote tracking server is down.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
@@ -25,15 +32,86 @@ def tracking_uri() -> str:
 
 
 def setup(experiment: str = EXPERIMENT) -> None:
+    """Point MLflow at the store, tag this process's new runs, and close runs of dead processes."""
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
     try:
         mlflow.set_experiment(experiment)
     except Exception as err:  # MLflow raises several types for an unreachable or bad store
         raise UserError(
-            f"cannot reach the MLflow tracking store at {uri}: {err.__class__.__name__}: "
-            f"{str(err)[:300]}. Start that server, or unset MLFLOW_TRACKING_URI to use the "
-            "local store in ./mlflow.db") from None
+            f"cannot reach the MLflow tracking store at {uri}: {why_unreachable(err)}. "
+            "Start that server, or unset MLFLOW_TRACKING_URI to use the local store in "
+            "./mlflow.db") from None
+    tag_new_runs()
+    mark_killed_runs()
+
+
+def why_unreachable(err: Exception) -> str:
+    text = " ".join(str(err).split())
+    if "Connection refused" in text:
+        return "nothing is listening there (connection refused)"
+    if "timed out" in text.lower() or "Timeout" in text:
+        return "it did not answer in time"
+    if "Name or service not known" in text or "NameResolutionError" in text:
+        return "its host name is not known"
+    return f"{err.__class__.__name__}: {text[:300]}"
+
+
+def process_tags() -> dict[str, str]:
+    """Which process owns a run: lets a later stage tell a killed run from a running one."""
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+
+
+def tag_new_runs() -> None:
+    """Add process_tags() to every run mlflow.start_run creates from now on in this process.
+
+    MLflow's own MLFLOW_RUN_CONTEXT variable (a JSON dict of tags) does this for each new run;
+    tags a caller passes to start_run still win. A resumed run (start_run(run_id=...)) keeps the
+    tags of the process that created it.
+    """
+    context = json.loads(os.environ.get("MLFLOW_RUN_CONTEXT") or "{}")
+    os.environ["MLFLOW_RUN_CONTEXT"] = json.dumps({**context, **process_tags()})
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    try:  # a killed child its parent has not reaped yet is a zombie: gone for our purpose
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+    return "\nState:\tZ" not in status
+
+
+def mark_killed_runs() -> list[str]:
+    """Mark RUNNING runs started on this host by a process that is gone as KILLED.
+
+    A stage killed by a signal (SIGKILL, OOM, a closed terminal) never ends its MLflow run, so
+    without this it shows RUNNING forever. Runs from other hosts, or without process tags, are
+    left alone: their process cannot be checked from here.
+    """
+    client = mlflow.MlflowClient()
+    host = socket.gethostname()
+    try:
+        experiment_ids = [e.experiment_id for e in client.search_experiments()]
+        runs = client.search_runs(
+            experiment_ids, max_results=1000,
+            filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'")
+        killed = [run for run in runs if run.data.tags.get(PID_TAG, "").isdigit()
+                  and not process_alive(int(run.data.tags[PID_TAG]))]
+        for run in killed:
+            client.set_terminated(run.info.run_id, "KILLED")
+    except mlflow.exceptions.MlflowException as err:  # housekeeping must not stop a stage
+        log.warning("could not check for runs of killed processes: %s", err)
+        return []
+    for run in killed:
+        log.warning("MLflow run %s (%s) was left RUNNING by process %s, which is gone: "
+                    "marked KILLED", run.info.run_id, run.info.run_name, run.data.tags[PID_TAG])
+    return [run.info.run_id for run in killed]
 
 
 def git_commit() -> str:
@@ -59,8 +137,10 @@ def data_hash(directory: Path) -> str:
 
 
 def reproducibility_tags(architecture: str, prepared_dir: Path) -> dict[str, str]:
+    """Also carries process_tags(), for runs made with MlflowClient.create_run (tune's parent)."""
     return {
         "architecture": architecture,
         "git_commit": git_commit(),
         "data_hash": data_hash(prepared_dir),
+        **process_tags(),
     }

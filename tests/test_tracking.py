@@ -1,3 +1,11 @@
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
 from pipeline import UserError, tracking
@@ -30,3 +38,70 @@ def test_data_hash_changes_with_content_and_names(tmp_path):
     second = tracking.data_hash(tmp_path)
     (tmp_path / "a.npz").rename(tmp_path / "b.npz")
     assert len({first, second, tracking.data_hash(tmp_path)}) == 3
+
+
+DOOMED_STAGE = """
+import time
+import mlflow
+from pipeline import tracking
+tracking.setup("stages")
+print(mlflow.start_run(run_name="doomed").info.run_id, flush=True)
+time.sleep(300)
+"""
+
+
+def test_a_killed_stages_run_is_marked_killed_by_the_next_setup(monkeypatch, tmp_path):
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("MLFLOW_RUN_CONTEXT", raising=False)
+    stage = subprocess.Popen([sys.executable, "-c", DOOMED_STAGE], stdout=subprocess.PIPE,
+                             text=True, cwd=Path(__file__).parents[1])
+    try:
+        doomed = stage.stdout.readline().strip()
+        assert doomed, "the stage did not start its run"
+        client = mlflow.MlflowClient(uri)
+        experiment_id = client.get_run(doomed).info.experiment_id
+        live = client.create_run(experiment_id, tags=tracking.process_tags())
+        elsewhere = client.create_run(experiment_id, tags={tracking.HOST_TAG: "another-host",
+                                                           tracking.PID_TAG: str(stage.pid)})
+        untagged = client.create_run(experiment_id)
+    finally:
+        stage.send_signal(signal.SIGKILL)
+        stage.wait()
+    assert client.get_run(doomed).data.tags[tracking.PID_TAG] == str(stage.pid)
+    assert client.get_run(doomed).info.status == "RUNNING"
+
+    tracking.setup("stages")  # the next stage starts
+
+    assert client.get_run(doomed).info.status == "KILLED"
+    assert client.get_run(doomed).info.end_time is not None
+    for run in (live, elsewhere, untagged):
+        assert client.get_run(run.info.run_id).info.status == "RUNNING"
+    assert tracking.mark_killed_runs() == []
+
+
+def test_setup_tags_the_runs_it_starts_with_host_and_pid(monkeypatch, tmp_path):
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_RUN_CONTEXT", '{"team": "nlp"}')
+    tracking.setup("stages")
+    with mlflow.start_run() as run:
+        tags = mlflow.get_run(run.info.run_id).data.tags
+    assert tags[tracking.PID_TAG] == str(os.getpid())
+    assert tags[tracking.HOST_TAG] == socket.gethostname()
+    assert tags["team"] == "nlp"  # a context the user set is kept
+
+
+def test_a_zombie_or_missing_process_is_not_alive():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    status = Path(f"/proc/{child.pid}/status")
+    deadline = time.monotonic() + 30
+    while "\nState:\tZ" not in status.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)  # exited but not reaped (no poll/wait yet): a zombie
+    assert not tracking.process_alive(child.pid)
+    child.wait()
+    assert not tracking.process_alive(child.pid)
+    assert tracking.process_alive(os.getpid())
