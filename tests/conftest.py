@@ -7,6 +7,7 @@ import random
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +47,21 @@ def build_archive(path: Path, per_folder: int = 40, unlabelled: int = 10, seed: 
         for info in extra_members:
             archive.addfile(info)
     return path
+
+
+def keyword_data(n: int, seed: int):
+    """Sequences padded to 16; label 1 when token 3 appears, else 0 (learnable in a few epochs)."""
+    from pipeline.prepare import pad
+
+    rng = np.random.default_rng(seed)
+    sequences, labels = [], []
+    for i in range(n):
+        seq = rng.integers(4, 20, size=rng.integers(3, 15))
+        if i % 2:
+            seq[rng.integers(len(seq))] = 3
+        sequences.append(seq)
+        labels.append(i % 2)
+    return pad(sequences, 16), np.array(labels, "int8")
 
 
 @pytest.fixture(scope="session")

@@ -1,27 +1,13 @@
 from pathlib import Path
 
 import keras
-import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import keyword_data
 
 from pipeline.config import ModelParams, TrainParams
 from pipeline.models import build_model
-from pipeline.prepare import pad
 from pipeline.train import compile_model, fit, summarize, use_xla
-
-
-def keyword_data(n, seed):
-    """Label 1 when token 3 appears, else 0: learnable in a few epochs."""
-    rng = np.random.default_rng(seed)
-    sequences, labels = [], []
-    for i in range(n):
-        seq = rng.integers(4, 20, size=rng.integers(3, 15))
-        if i % 2:
-            seq[rng.integers(len(seq))] = 3
-        sequences.append(seq)
-        labels.append(i % 2)
-    return pad(sequences, 16), np.array(labels, "int8")
 
 
 @pytest.mark.parametrize("architecture", ["gru", "conv1d"])

@@ -14,32 +14,19 @@ import time
 from pathlib import Path
 
 import numpy as np
-import optuna
 import pytest
 import yaml
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, keyword_data
 from mlflow.tracking import MlflowClient
 
+import optuna
 from pipeline import tune
 from pipeline.config import load_params
 from pipeline.io import read_json
-from pipeline.prepare import pad
 from pipeline.train import final_model_params
 
 ARCH = "gru"
 
-
-def keyword_data(n, seed):
-    """Label 1 when token 3 appears, else 0."""
-    rng = np.random.default_rng(seed)
-    sequences, labels = [], []
-    for i in range(n):
-        seq = rng.integers(4, 20, size=rng.integers(3, 15))
-        if i % 2:
-            seq[rng.integers(len(seq))] = 3
-        sequences.append(seq)
-        labels.append(i % 2)
-    return pad(sequences, 16), np.array(labels, "int8")
 
 
 def write_params(root: Path, **tune_overrides) -> None:
