@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
 import yaml
 from conftest import PROJECT_ROOT, keyword_data
 from mlflow.tracking import MlflowClient
 
-import optuna
 from pipeline import tune
 from pipeline.config import load_params
 from pipeline.io import read_json
