@@ -25,3 +25,13 @@ def run_stage(main: Callable[[], None]) -> None:
     except (UserError, ParamsError) as err:
         logging.getLogger("pipeline").error("%s", err)
         sys.exit(1)
+
+
+def run_architecture_stage(module: str, main: Callable[[str], None],
+                           summary: Callable[[], None] | None = None) -> None:
+    """`python -m pipeline.<module> <architecture>`, or `... summary` for a stage that has one."""
+    if len(sys.argv) != 2:
+        sys.exit(f"usage: python -m pipeline.{module} <architecture>"
+                 + (" | summary" if summary else ""))
+    target = sys.argv[1]
+    run_stage(summary if summary and target == "summary" else lambda: main(target))

@@ -2,7 +2,10 @@
 longest review in it (rounded up to the bucket width), so recurrent layers skip most padding.
 
 A masked model gives the same prediction whatever padding a review carries, so this changes
-speed, not results. Models with a fixed input length get full-width batches.
+speed, not results. Its batches are also left-aligned (padding after the review), the only mask
+layout cuDNN accepts: on a GPU, Keras then runs GRU and LSTM with the cuDNN kernels (a pre-padded
+mask there fails cuDNN's right-padding assertion). Models with a fixed input length get
+full-width batches as prepared.
 """
 
 from __future__ import annotations
@@ -19,21 +22,40 @@ def review_lengths(x: np.ndarray) -> np.ndarray:
 
 def bucket_batches(lengths: np.ndarray, batch_size: int, bucket_width: int, maxlen: int,
                    rng: np.random.Generator | None = None) -> list[tuple[np.ndarray, int]]:
-    """(row indices, width) per batch. With `rng`, rows and batch order are shuffled."""
+    """(row indices, width) per batch. With `rng`, rows and batch order are shuffled.
+
+    Rows that would leave a bucket's last batch short move up to the next wider bucket, so all
+    batches but one are full: XLA compiles once per batch shape, and a short batch in every
+    bucket would double the shapes (and the compile time, which dominates short trainings).
+    """
     widths = np.minimum(np.ceil(np.maximum(lengths, 1) / bucket_width) * bucket_width, maxlen)
     order = rng.permutation(len(lengths)) if rng is not None else np.arange(len(lengths))
-    batches = []
+    batches, carried = [], order[:0]
     for width in np.unique(widths):
-        members = order[widths[order] == width]
-        batches += [(members[i:i + batch_size], int(width))
-                    for i in range(0, len(members), batch_size)]
+        members = np.concatenate([carried, order[widths[order] == width]])
+        full = len(members) - len(members) % batch_size
+        batches += [(members[i:i + batch_size], int(width)) for i in range(0, full, batch_size)]
+        carried = members[full:]
+    if len(carried):
+        batches.append((carried, int(widths.max())))
     if rng is not None:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
 
 
+def left_align(tokens: np.ndarray) -> np.ndarray:
+    """Move each row's tokens to its start, padding after them (rows hold one run of tokens)."""
+    lengths = review_lengths(tokens)
+    width = tokens.shape[1]
+    first = np.argmax(tokens != PAD, axis=1) * (lengths > 0)  # where each row's tokens start
+    source = (first[:, None] + np.arange(width)[None, :]) % width
+    aligned = np.take_along_axis(tokens, source, axis=1)
+    return np.where(np.arange(width)[None, :] < lengths[:, None], aligned, PAD)
+
+
 def _cut(x: np.ndarray, width: int, padding: str) -> np.ndarray:
-    return x[:, -width:] if padding == "pre" else x[:, :width]
+    """The batch's `width` columns that hold its reviews, left-aligned for a masked model."""
+    return left_align(x[:, -width:]) if padding == "pre" else x[:, :width]
 
 
 def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, bucket_width: int,

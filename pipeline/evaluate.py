@@ -10,7 +10,6 @@ the same functions, so every model is measured the same way.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from pipeline import UserError, run_stage, tracking
+from pipeline import UserError, run_architecture_stage, tracking
 from pipeline.batching import predict_proba
 from pipeline.config import EvaluateParams, load_params
 from pipeline.io import atomic_path, read_json, write_json
@@ -204,6 +203,4 @@ def main(architecture: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m pipeline.evaluate <architecture>")
-    run_stage(lambda: main(sys.argv[1]))
+    run_architecture_stage("evaluate", main)

@@ -10,7 +10,6 @@ that takes a DataFrame with a `review` column.
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import keras
@@ -20,7 +19,7 @@ import pandas as pd
 import tensorflow as tf
 from keras import layers, ops
 
-from pipeline import UserError, run_stage, tracking
+from pipeline import UserError, run_architecture_stage, tracking
 from pipeline.config import PrepareParams, load_params
 from pipeline.download import REVIEWS_PATH
 from pipeline.evaluate import resume_run
@@ -41,6 +40,7 @@ class ClipAndPad(layers.Layer):
 
     With fixed_width=False (for models that mask padding) the batch is only as wide as its
     longest review, up to `maxlen`: the same predictions for far less work on short reviews.
+    Those models get post-padding: the same predictions, and the mask layout cuDNN needs.
     """
 
     def __init__(self, maxlen: int, padding: str = "pre", truncating: str = "pre",
@@ -73,8 +73,9 @@ def text_model(core: keras.Model, vocabulary: list[str], prepare: PrepareParams)
     review = keras.Input(shape=(), dtype="string", name=TEXT_COLUMN)
     vectorizer = layers.TextVectorization(standardize=standardize, vocabulary=vocabulary,
                                           name="vectorizer")
-    clip_and_pad = ClipAndPad(prepare.maxlen, prepare.padding, prepare.truncating,
-                              fixed_width=not accepts_any_length(core))
+    masked = accepts_any_length(core)  # padding placement is moot; "post" lets cuDNN run
+    clip_and_pad = ClipAndPad(prepare.maxlen, "post" if masked else prepare.padding,
+                              prepare.truncating, fixed_width=not masked)
     tokens = clip_and_pad(vectorizer(review))
     return keras.Model(review, core(tokens), name=f"{core.name}_text")
 
@@ -167,6 +168,4 @@ def _requirements() -> list[str]:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m pipeline.export <architecture>")
-    run_stage(lambda: main(sys.argv[1]))
+    run_architecture_stage("export", main)

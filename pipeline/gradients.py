@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import inspect
 import logging
-import sys
 from pathlib import Path
 
 import keras
 import matplotlib
-import mlflow
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from pipeline import UserError, run_stage, tracking
+from pipeline import UserError, run_architecture_stage, tracking
 from pipeline.config import Params, load_params
 from pipeline.io import atomic_path, read_json, write_json
 from pipeline.models import build_model
@@ -195,21 +193,16 @@ def main_summary() -> None:
         wide.to_csv(csv, index=False, float_format="%.6g")
         md.write_text(summary_markdown(results), encoding="utf-8")
         gradients_chart(tables, results, png)
-        tracking.setup()
-        tags = {"stage": "lesson_gradients", "git_commit": tracking.git_commit(),
-                "data_hash": tracking.data_hash(PREPARED_DIR)}
-        with mlflow.start_run(run_name="lesson-gradients", tags=tags):
-            mlflow.log_params({"lessons.gradient_architectures": list(architectures),
-                               "lessons.gradient_reviews": params.lessons.gradient_reviews,
-                               "lessons.gradient_timesteps": params.lessons.gradient_timesteps})
-            mlflow.log_metrics({f"{a}_{s}_first_to_last_ratio": results[a][s]["first_to_last_ratio"]
-                                for a in architectures for s in STATES})
-            for path in (csv, md, png):  # temporary paths that carry the final file names
-                mlflow.log_artifact(str(path), artifact_path="lessons")
+        tracking.log_lesson(
+            "lesson_gradients",
+            {"lessons.gradient_architectures": list(architectures),
+             "lessons.gradient_reviews": params.lessons.gradient_reviews,
+             "lessons.gradient_timesteps": params.lessons.gradient_timesteps},
+            {f"{a}_{s}_first_to_last_ratio": results[a][s]["first_to_last_ratio"]
+             for a in architectures for s in STATES},
+            [csv, md, png], PREPARED_DIR)
     log.info("wrote %s", ", ".join(map(str, outputs)))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m pipeline.gradients <architecture> | summary")
-    run_stage(main_summary if sys.argv[1] == "summary" else lambda: main(sys.argv[1]))
+    run_architecture_stage("gradients", main, main_summary)

@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import sys
 from pathlib import Path
 
 import keras
 import matplotlib
-import mlflow
 import numpy as np
 import pandas as pd
 
-from pipeline import UserError, run_stage, tracking
+from pipeline import UserError, run_architecture_stage, tracking
 from pipeline.batching import predict_proba
 from pipeline.config import ModelParams, Params, PrepareParams, load_params
 from pipeline.evaluate import EVAL_METRICS_DIR, classification_metrics
@@ -178,21 +176,16 @@ def main_summary() -> None:
         table.to_csv(csv, index=False)
         md.write_text(to_markdown(table, params), encoding="utf-8")
         accuracy_chart(table, png)
-        tracking.setup()
-        tags = {"stage": "lesson_sequence_length", "git_commit": tracking.git_commit(),
-                "data_hash": tracking.data_hash(PREPARED_DIR)}
-        with mlflow.start_run(run_name="lesson-sequence-length", tags=tags):
-            mlflow.log_params({"lessons.maxlens": list(params.lessons.maxlens),
-                               "lessons.max_epochs": params.lessons.max_epochs,
-                               "prepare.maxlen": params.prepare.maxlen})
-            mlflow.log_metrics({f"{row.architecture}_accuracy_maxlen_{row.maxlen}": row.accuracy
-                                for row in table.itertuples()})
-            for path in (csv, md, png):  # temporary paths that carry the final file names
-                mlflow.log_artifact(str(path), artifact_path="lessons")
+        tracking.log_lesson(
+            "lesson_sequence_length",
+            {"lessons.maxlens": list(params.lessons.maxlens),
+             "lessons.max_epochs": params.lessons.max_epochs,
+             "prepare.maxlen": params.prepare.maxlen},
+            {f"{row.architecture}_accuracy_maxlen_{row.maxlen}": row.accuracy
+             for row in table.itertuples()},
+            [csv, md, png], PREPARED_DIR)
     log.info("wrote %s", ", ".join(map(str, outputs)))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m pipeline.sequence_length <architecture> | summary")
-    run_stage(main_summary if sys.argv[1] == "summary" else lambda: main(sys.argv[1]))
+    run_architecture_stage("sequence_length", main, main_summary)

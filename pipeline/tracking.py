@@ -144,3 +144,18 @@ def reproducibility_tags(architecture: str, prepared_dir: Path) -> dict[str, str
         "data_hash": data_hash(prepared_dir),
         **process_tags(),
     }
+
+
+def log_lesson(stage: str, params: dict, metrics: dict, files: list[Path],
+               prepared_dir: Path) -> None:
+    """One MLflow run for a lesson's summary: its params, metrics and files under `lessons/`.
+
+    `files` may be temporary paths: each is logged under its own name.
+    """
+    setup()
+    tags = {"stage": stage, "git_commit": git_commit(), "data_hash": data_hash(prepared_dir)}
+    with mlflow.start_run(run_name=stage.replace("_", "-"), tags=tags):
+        mlflow.log_params(params)
+        mlflow.log_metrics(metrics)
+        for path in files:
+            mlflow.log_artifact(str(path), artifact_path="lessons")

@@ -18,7 +18,7 @@ import mlflow
 import pandas as pd
 import tensorflow as tf
 
-from pipeline import UserError, run_stage, tracking
+from pipeline import UserError, run_architecture_stage, tracking
 from pipeline.batching import make_dataset
 from pipeline.config import ModelParams, Params, ParamsError, TrainParams, load_params
 from pipeline.io import atomic_path, read_json, write_json
@@ -159,6 +159,4 @@ def main(architecture: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m pipeline.train <architecture>")
-    run_stage(lambda: main(sys.argv[1]))
+    run_architecture_stage("train", main)

@@ -1,6 +1,12 @@
 import numpy as np
 
-from pipeline.batching import bucket_batches, make_dataset, predict_proba, review_lengths
+from pipeline.batching import (
+    bucket_batches,
+    left_align,
+    make_dataset,
+    predict_proba,
+    review_lengths,
+)
 from pipeline.models import build_model
 from pipeline.prepare import pad
 
@@ -46,3 +52,29 @@ def test_bucketed_prediction_equals_full_width_prediction_in_the_same_order():
     full = model.predict(x, verbose=0).reshape(-1)
     bucketed = predict_proba(model, x, batch_size=16, bucket_width=10)
     np.testing.assert_allclose(bucketed, full, atol=1e-5)
+
+
+def test_left_align_keeps_each_reviews_tokens_in_order():
+    x = padded_reviews(n=20, maxlen=12)
+    aligned = left_align(x)
+    lengths = review_lengths(x)
+    for row, original, n in zip(aligned, x, lengths, strict=True):
+        assert row[:n].tolist() == original[original != 0].tolist()
+        assert (row[n:] == 0).all()
+
+
+def test_left_aligned_batches_give_the_prepadded_prediction_for_every_masked_model():
+    # cuDNN needs padding after the review; a masked model must not care where it is
+    x = padded_reviews(n=24, maxlen=30)
+    for arch in ("gru", "lstm", "bidirectional_rnn", "attention_rnn", "jordan_rnn"):
+        model = build_model(arch, 30, 30, embedding_dim=4, units=4, dropout=0.0)
+        np.testing.assert_allclose(model.predict(left_align(x), verbose=0),
+                                   model.predict(x, verbose=0), atol=1e-5, err_msg=arch)
+
+
+def test_all_batches_but_one_are_full():
+    lengths = review_lengths(padded_reviews(n=101, maxlen=40))
+    batches = bucket_batches(lengths, 8, 10, 40, rng=np.random.default_rng(0))
+    sizes = sorted(len(rows) for rows, _ in batches)
+    assert sizes[1:] == [8] * (len(sizes) - 1) and sizes[0] == 101 % 8
+    assert len({(len(rows), width) for rows, width in batches}) <= 5  # 4 widths + the short one
