@@ -66,19 +66,17 @@ def lost_server_message(err: BaseException) -> str | None:
     uri = tracking_uri()
     if not uri.startswith(("http://", "https://")):
         return None
-    chain, seen = [err], set()
-    while chain[-1] is not None and id(chain[-1]) not in seen:
-        seen.add(id(chain[-1]))
-        chain.append(chain[-1].__cause__ or chain[-1].__context__)
-    for error in chain[:-1]:
+    error, seen = err, set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
         text = str(error)
-        if isinstance(error, (requests.exceptions.ConnectionError,
-                                  requests.exceptions.Timeout)) or (
-                isinstance(error, mlflow.exceptions.MlflowException)
-                and ("Max retries exceeded" in text or "Connection" in text)):
+        if isinstance(error, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)) \
+                or (isinstance(error, mlflow.exceptions.MlflowException)
+                    and ("Max retries exceeded" in text or "Connection" in text)):
             return (f"lost the MLflow tracking server at {uri} mid-run "
                     f"({why_unreachable(error)}): the stage stopped unfinished. Start that server "
                     "again and rerun `dvc repro`")
+        error = error.__cause__ or error.__context__
     return None
 
 

@@ -122,6 +122,6 @@ def test_a_tracking_server_lost_mid_run_stops_the_stage_cleanly_and_a_rerun_comp
     _, stderr = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, stderr
     assert all((project / path).exists() for path in OUTPUTS)
-    assert client.get_run(lost_run).info.status in ("KILLED", "FAILED")
+    assert client.get_run(lost_run).info.status == "KILLED"  # by the rerun's setup()
     finished = client.search_runs([runs[0].info.experiment_id], "attributes.status = 'FINISHED'")
     assert [run.info.run_name for run in finished] == [ARCH]

@@ -1,5 +1,5 @@
-"""The tune stage on a tiny keyword task: studies complete, prune, fail a trial, resume after a
-kill, and share one study between two worker processes through a real PostgreSQL server."""
+"""The tune stage on a tiny keyword task: studies complete, prune, fail a trial, resume after
+kills, and share one study between two worker processes through a real PostgreSQL server."""
 
 from __future__ import annotations
 
