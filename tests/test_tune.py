@@ -178,7 +178,8 @@ def test_a_study_killed_three_times_keeps_its_finished_trials_and_completes(proj
         process.send_signal(signal.SIGKILL)
         process.wait()
         finished_before.update({t.number: t for t in trials if t.state in tune.FINISHED})
-        killed += [t.number for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+        killed += [t.number for t in trials if t.state == optuna.trial.TrialState.RUNNING
+                   and t.user_attrs["pipeline.pid"] == str(process.pid)]
 
     last = worker(project)
     assert last.wait(timeout=300) == 0, last.communicate()[0]
