@@ -51,6 +51,8 @@ def why_unreachable(err: Exception) -> str:
     text = " ".join(str(err).split())
     if "Connection refused" in text:
         return "nothing is listening there (connection refused)"
+    if "RemoteDisconnected" in text or "Connection aborted" in text:
+        return "it closed the connection without an answer"
     if "timed out" in text.lower() or "Timeout" in text:
         return "it did not answer in time"
     if "Name or service not known" in text or "NameResolutionError" in text:
