@@ -15,7 +15,8 @@ class UserError(Exception):
 
 
 def run_stage(main: Callable[[], None]) -> None:
-    """Run a stage's main(): log to stderr and turn a UserError into a one-line error, exit 1."""
+    """Run a stage's main(): log to stderr and turn a UserError, or a remote MLflow tracking
+    server that went away mid-run, into a one-line error, exit 1."""
     from pipeline.config import ParamsError
 
     logging.basicConfig(level=logging.INFO,
@@ -24,6 +25,16 @@ def run_stage(main: Callable[[], None]) -> None:
         main()
     except (UserError, ParamsError) as err:
         logging.getLogger("pipeline").error("%s", err)
+        sys.exit(1)
+    except Exception as err:
+        if "mlflow" not in sys.modules:  # tracking imports mlflow: only check where it is used
+            raise
+        from pipeline import tracking
+
+        message = tracking.lost_server_message(err)
+        if message is None:
+            raise
+        logging.getLogger("pipeline").error("%s", message)
         sys.exit(1)
 
 

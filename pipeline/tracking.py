@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import mlflow
+import requests
 
 from pipeline import UserError
 
@@ -50,11 +51,35 @@ def why_unreachable(err: Exception) -> str:
     text = " ".join(str(err).split())
     if "Connection refused" in text:
         return "nothing is listening there (connection refused)"
+    if "RemoteDisconnected" in text or "Connection aborted" in text:
+        return "it closed the connection without an answer"
     if "timed out" in text.lower() or "Timeout" in text:
         return "it did not answer in time"
     if "Name or service not known" in text or "NameResolutionError" in text:
         return "its host name is not known"
     return f"{err.__class__.__name__}: {text[:300]}"
+
+
+def lost_server_message(err: BaseException) -> str | None:
+    """One line for an error raised because a remote tracking server stopped answering mid-run;
+    None for any other error. MLflow wraps the requests error in an MlflowException, and a
+    `with mlflow.start_run()` block adds its own failure to end the run: the whole chain counts.
+    """
+    uri = tracking_uri()
+    if not uri.startswith(("http://", "https://")):
+        return None
+    error, seen = err, set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        text = str(error)
+        if isinstance(error, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)) \
+                or (isinstance(error, mlflow.exceptions.MlflowException)
+                    and ("Max retries exceeded" in text or "Connection" in text)):
+            return (f"lost the MLflow tracking server at {uri} mid-run "
+                    f"({why_unreachable(error)}): the stage stopped unfinished. Start that server "
+                    "again and rerun `dvc repro`")
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def process_tags() -> dict[str, str]:

@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -82,6 +83,8 @@ class FailOnNaN(keras.callbacks.Callback):
 
 def objective(trial: optuna.Trial, architecture: str, params: Params, data: dict) -> float:
     """Best val_accuracy of one short training run with the trial's hyperparameters."""
+    for key, value in tracking.process_tags().items():  # see fail_trials_of_dead_workers
+        trial.set_user_attr(key, value)
     model_params = params.model(architecture).with_values(
         suggest(trial, params.search_spaces[architecture]))
     seed = params.seed + trial.number
@@ -160,6 +163,29 @@ def open_study(name: str, storage, params: Params) -> tuple[optuna.Study, bool]:
                                  pruner=make_pruner(params)), False
 
 
+def fail_trials_of_dead_workers(study: optuna.Study) -> list[int]:
+    """Mark FAIL the RUNNING trials whose worker process on this host is gone.
+
+    A killed worker (SIGKILL, OOM) leaves its trial RUNNING for good; the journal storage has
+    no heartbeat to notice. Trials of live workers, and of other hosts, are left alone.
+    """
+    host = socket.gethostname()
+    dead = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if t.user_attrs.get(tracking.HOST_TAG) == host
+            and str(t.user_attrs.get(tracking.PID_TAG)).isdigit()
+            and not tracking.process_alive(int(t.user_attrs[tracking.PID_TAG]))]
+    for trial in dead:
+        try:
+            study.tell(trial.number, state=TrialState.FAIL)
+        except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+            continue  # another worker starting now failed it first
+        log.warning("trial %d was left RUNNING by a worker that is gone: marked FAIL",
+                    trial.number)
+        if "fixed_params" in trial.system_attrs:  # an enqueued trial (the defaults): retry it
+            study.enqueue_trial(trial.system_attrs["fixed_params"])
+    return [trial.number for trial in dead]
+
+
 def counts(study: optuna.Study) -> dict[str, int]:
     states = [t.state for t in study.get_trials(deepcopy=False)]
     return {name: states.count(state) for name, state in COUNTED.items()}
@@ -181,6 +207,7 @@ def run_study(architecture: str, params: Params, storage_url: str) -> dict:
     data_hash = tracking.data_hash(PREPARED_DIR)
     study, created = open_study(study_name(architecture, params, data_hash),
                                 open_storage(storage_url), params)
+    fail_trials_of_dead_workers(study)
     if created:  # trial 0 is the params.yaml defaults, so tuning cannot pick worse ones
         defaults = params.model(architecture).as_dict()
         study.enqueue_trial({k: defaults[k] for k, r in params.search_spaces[architecture].items()

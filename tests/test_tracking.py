@@ -105,3 +105,26 @@ def test_a_zombie_or_missing_process_is_not_alive():
     child.wait()
     assert not tracking.process_alive(child.pid)
     assert tracking.process_alive(os.getpid())
+
+
+def test_a_lost_tracking_server_is_told_apart_from_other_errors(monkeypatch):
+    import mlflow
+
+    refused = ("API request to http://127.0.0.1:5000/api/2.0/mlflow/runs/log-batch failed with "
+               "exception HTTPConnectionPool(host='127.0.0.1', port=5000): Max retries exceeded "
+               "... [Errno 111] Connection refused")
+    try:  # what `with mlflow.start_run()` raises: ending the run fails while handling the loss
+        try:
+            raise mlflow.exceptions.MlflowException(refused)
+        except mlflow.exceptions.MlflowException:
+            raise mlflow.exceptions.MlflowException("could not end the run")  # noqa: B904
+    except mlflow.exceptions.MlflowException as err:
+        lost = err
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    message = tracking.lost_server_message(lost)
+    assert message.startswith("lost the MLflow tracking server at http://127.0.0.1:5000 mid-run "
+                              "(nothing is listening there (connection refused))")
+    assert "rerun `dvc repro`" in message
+    assert tracking.lost_server_message(ValueError("Connection refused")) is None
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    assert tracking.lost_server_message(lost) is None

@@ -1,5 +1,5 @@
-"""The tune stage on a tiny keyword task: studies complete, prune, fail a trial, resume after a
-kill, and share one study between two worker processes through a real PostgreSQL server."""
+"""The tune stage on a tiny keyword task: studies complete, prune, fail a trial, resume after
+kills, and share one study between two worker processes through a real PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -148,33 +148,63 @@ def test_a_hopeless_trial_is_pruned_and_a_nan_trial_fails_without_stopping_the_s
     assert read_json(project / "metrics/tune/gru.json")["trials_failed"] == 1
 
 
-def test_a_killed_study_resumes_keeping_its_finished_trials(project):
-    write_params(project, n_trials=4)
-    process = worker(project)
-    journal = project / "optuna/gru.journal"
-    storage = None
+def wait_for_a_running_trial(process: subprocess.Popen, journal: Path, finished: int) -> list:
+    """Poll the journal until `process` is in the middle of a trial after `finished` finished
+    ones; return the study's trials at that moment."""
     deadline = time.monotonic() + 240
+    storage = None
     while time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.5)
-        if journal.exists():
-            storage = storage or tune.open_storage(str(journal))
-            trials = optuna.get_all_study_summaries(storage)
-            if trials and trials[0].n_trials >= 2:  # one finished, the second one running
-                break
-    assert process.poll() is None, process.communicate()[0]
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    before = {t.number: t for t in load_study(project, storage).trials
-              if t.state in tune.FINISHED}
-    assert 1 <= len(before) < 4
+        time.sleep(0.2)
+        if not journal.exists():
+            continue
+        storage = storage or tune.open_storage(str(journal))
+        if not optuna.get_all_study_summaries(storage):
+            continue
+        trials = load_study(journal.parent, storage).trials
+        if sum(t.state in tune.FINISHED for t in trials) >= finished and any(
+                t.state == optuna.trial.TrialState.RUNNING
+                and t.user_attrs.get("pipeline.pid") == str(process.pid) for t in trials):
+            return trials
+    pytest.fail(f"worker never ran trial {finished + 1}: {process.communicate()[0]}")
 
-    resumed = worker(project)
-    assert resumed.wait(timeout=300) == 0, resumed.communicate()[0]
+
+def test_a_study_killed_three_times_keeps_its_finished_trials_and_completes(project):
+    write_params(project, n_trials=4)
+    journal = project / "optuna/gru.journal"
+    finished_before, killed = {}, []
+    for finished in (0, 1, 3):  # in the enqueued defaults trial, then in later ones
+        process = worker(project)
+        trials = wait_for_a_running_trial(process, journal, finished)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        finished_before.update({t.number: t for t in trials if t.state in tune.FINISHED})
+        killed += [t.number for t in trials if t.state == optuna.trial.TrialState.RUNNING
+                   and t.user_attrs["pipeline.pid"] == str(process.pid)]
+
+    last = worker(project)
+    assert last.wait(timeout=300) == 0, last.communicate()[0]
     after = load_study(project, tune.open_storage(str(journal))).trials
-    for number, trial in before.items():  # kept as they were, not retrained
-        assert after[number].params == trial.params and after[number].value == trial.value
-    assert sum(t.state in tune.FINISHED for t in after) == 4
-    assert read_json(project / "tuned/gru.json")["trials"]["complete"] >= 1
+    assert [t.number for t in after] == list(range(len(after)))  # none lost or duplicated
+    for number, trial in finished_before.items():  # kept as they were, not retrained
+        assert (after[number].state, after[number].params, after[number].value) == (
+            trial.state, trial.params, trial.value)
+    assert len(killed) == 3 and all(after[n].state == optuna.trial.TrialState.FAIL
+                                    for n in killed)  # not counted as finished
+    finished = [t for t in after if t.state in tune.FINISHED]
+    assert len(finished) == 4 and len(after) == 4 + 3
+    assert len({tuple(sorted(t.params.items())) for t in finished}) == 4
+    defaults = load_params().model(ARCH)  # the killed defaults trial was run again
+    assert {"learning_rate": defaults.learning_rate,
+            "units": defaults.hyperparameters["units"]} in [t.params for t in finished]
+    result = read_json(project / "tuned/gru.json")
+    assert result["trials"] == {"complete": sum(t.state == optuna.trial.TrialState.COMPLETE
+                                                for t in finished),
+                                "pruned": sum(t.state == optuna.trial.TrialState.PRUNED
+                                              for t in finished),
+                                "failed": 3, "running": 0}
+    logged = sorted(int(r.data.tags["trial"]) for r in child_runs(
+        os.environ["MLFLOW_TRACKING_URI"]))
+    assert logged == [t.number for t in finished]  # each finished trial logged once
 
 
 @pytest.fixture
