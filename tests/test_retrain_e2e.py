@@ -56,9 +56,7 @@ def promotion(root: Path) -> dict:
 def project(tmp_path_factory):
     """A committed git + DVC project on branch main, with a folder as its default DVC remote."""
     base = tmp_path_factory.mktemp("retrain")
-    root = base / "project"
-    root.mkdir()
-    copy_project(root)
+    root = copy_project(base / "project")
 
     def one_strong_model(params):  # ~0.94 test accuracy on this archive, far above chance
         params["architectures"] = ["conv1d"]
