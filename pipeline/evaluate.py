@@ -170,7 +170,7 @@ def resume_run(architecture: str, run_file) -> mlflow.ActiveRun:
     """Continue the training run; start a fresh one if that run is not in this tracking store."""
     run_id = read_json(run_file)["run_id"]
     try:
-        return mlflow.start_run(run_id=run_id)
+        return tracking.resume_run(run_id)
     except mlflow.exceptions.MlflowException:
         log.warning("training run %s is not in %s; logging the evaluation to a new run",
                     run_id, mlflow.get_tracking_uri())

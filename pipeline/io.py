@@ -11,16 +11,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+TMP_SUFFIX = ".partial"  # atomic_path's temp folders: .<target>.<random>.partial
+
 
 @contextmanager
 def atomic_path(target: Path | str) -> Iterator[Path]:
     """Yield a temporary path beside `target`; move it onto `target` only if the block succeeds.
 
-    Works for files and directories (the block decides which it writes).
+    Works for files and directories (the block decides which it writes). A SIGKILL skips the
+    cleanup and leaves the temp folder: its name ends in TMP_SUFFIX, which .dvcignore and
+    .gitignore list, so DVC never hashes it into an output or a dependency folder.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=TMP_SUFFIX,
+                                    dir=target.parent))
     tmp = tmp_dir / target.name
     try:
         yield tmp

@@ -92,10 +92,21 @@ def tag_new_runs() -> None:
 
     MLflow's own MLFLOW_RUN_CONTEXT variable (a JSON dict of tags) does this for each new run;
     tags a caller passes to start_run still win. A resumed run (start_run(run_id=...)) keeps the
-    tags of the process that created it.
+    tags of the process that created it: resume with resume_run() instead.
     """
     context = json.loads(os.environ.get("MLFLOW_RUN_CONTEXT") or "{}")
     os.environ["MLFLOW_RUN_CONTEXT"] = json.dumps({**context, **process_tags()})
+
+
+def resume_run(run_id: str) -> mlflow.ActiveRun:
+    """mlflow.start_run(run_id=...), re-tagged with this process: the one the run now depends on.
+
+    Without it a resumed run keeps the tags of the (long gone) process that created it, so the
+    next stage's setup() would mark it KILLED while it is live, and not at all once this dies.
+    """
+    run = mlflow.start_run(run_id=run_id)
+    mlflow.set_tags(process_tags())
+    return run
 
 
 def process_alive(pid: int) -> bool:

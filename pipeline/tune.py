@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import keras
-import mlflow
 import numpy as np
 import optuna
 import sqlalchemy
@@ -231,7 +230,7 @@ def run_study(architecture: str, params: Params, storage_url: str) -> dict:
                        timeout=params.tune.timeout_seconds, catch=TRIAL_ERRORS,
                        callbacks=[*stop_at, TrialLogger(run_id)], gc_after_trial=True)
     result = tuning_result(study, params.model(architecture))
-    with mlflow.start_run(run_id=run_id):
+    with tracking.resume_run(run_id):
         log_study(study, result)
     return result
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import random
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -47,6 +48,19 @@ def build_archive(path: Path, per_folder: int = 40, unlabelled: int = 10, seed: 
         for info in extra_members:
             archive.addfile(info)
     return path
+
+
+def copy_project(root: Path) -> Path:
+    """Copy what `dvc repro` needs into `root`, with params.small.yaml as its params.yaml."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name in ("pipeline", "dvc.yaml", ".gitignore", ".dvcignore"):
+        source = PROJECT_ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, root / name)
+    shutil.copy(PROJECT_ROOT / "params.small.yaml", root / "params.yaml")
+    return root
 
 
 def keyword_data(n: int, seed: int):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import PROJECT_ROOT, build_archive
+from conftest import build_archive, copy_project
 from mlflow.tracking import MlflowClient
 
 from pipeline.baseline import BASELINE_NAME
@@ -32,13 +31,7 @@ def run(cmd: list[str], cwd: Path, env: dict) -> str:
 def project(tmp_path_factory):
     """A fresh git + DVC repository holding the pipeline, after one full `dvc repro`."""
     root = tmp_path_factory.mktemp("project")
-    for name in ("pipeline", "dvc.yaml", ".gitignore", ".dvcignore"):
-        source = PROJECT_ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, root / name)
-    shutil.copy(PROJECT_ROOT / "params.small.yaml", root / "params.yaml")
+    copy_project(root)
     archive = build_archive(root.parent / "aclImdb_v1.tar.gz", per_folder=60, unlabelled=5)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
     env.update(

@@ -9,14 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PROJECT_ROOT, build_archive
+from conftest import build_archive, copy_project
 from mlflow.tracking import MlflowClient
 
 pytestmark = pytest.mark.e2e
@@ -57,15 +56,7 @@ def promotion(root: Path) -> dict:
 def project(tmp_path_factory):
     """A committed git + DVC project on branch main, with a folder as its default DVC remote."""
     base = tmp_path_factory.mktemp("retrain")
-    root = base / "project"
-    root.mkdir()
-    for name in ("pipeline", "dvc.yaml", ".gitignore", ".dvcignore"):
-        source = PROJECT_ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, root / name)
-    shutil.copy(PROJECT_ROOT / "params.small.yaml", root / "params.yaml")
+    root = copy_project(base / "project")
 
     def one_strong_model(params):  # ~0.94 test accuracy on this archive, far above chance
         params["architectures"] = ["conv1d"]

@@ -128,3 +128,45 @@ def test_a_lost_tracking_server_is_told_apart_from_other_errors(monkeypatch):
     assert tracking.lost_server_message(ValueError("Connection refused")) is None
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
     assert tracking.lost_server_message(lost) is None
+
+
+def test_a_resumed_run_belongs_to_the_process_that_resumed_it(monkeypatch, tmp_path):
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.delenv("MLFLOW_RUN_CONTEXT", raising=False)
+    tracking.setup("stages")
+    client = mlflow.MlflowClient()
+    experiment_id = mlflow.get_experiment_by_name("stages").experiment_id
+    gone = 2**22 + 1  # above Linux's largest pid_max: no such process
+    created = client.create_run(experiment_id, tags={tracking.HOST_TAG: socket.gethostname(),
+                                                     tracking.PID_TAG: str(gone)})
+    client.set_terminated(created.info.run_id, "FINISHED")  # e.g. a finished training run
+
+    with tracking.resume_run(created.info.run_id):  # evaluate, export, tune's parent run
+        assert client.get_run(created.info.run_id).info.status == "RUNNING"
+        assert tracking.mark_killed_runs() == []  # another stage starting: this one is live
+        tags = client.get_run(created.info.run_id).data.tags
+        assert tags[tracking.PID_TAG] == str(os.getpid())
+        assert tags[tracking.HOST_TAG] == socket.gethostname()
+    assert client.get_run(created.info.run_id).info.status == "FINISHED"
+
+    resumer = subprocess.Popen([sys.executable, "-c", RESUMING_STAGE, created.info.run_id],
+                               stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1])
+    try:
+        assert resumer.stdout.readline().strip() == "resumed"
+    finally:
+        resumer.send_signal(signal.SIGKILL)
+        resumer.wait()
+    assert tracking.mark_killed_runs() == [created.info.run_id]  # killed while resumed
+    assert client.get_run(created.info.run_id).info.status == "KILLED"
+
+
+RESUMING_STAGE = """
+import sys, time
+from pipeline import tracking
+tracking.setup("stages")
+tracking.resume_run(sys.argv[1])
+print("resumed", flush=True)
+time.sleep(300)
+"""
