@@ -16,9 +16,15 @@ from conftest import build_archive, copy_project
 from mlflow.tracking import MlflowClient
 
 from pipeline.baseline import BASELINE_NAME
-from pipeline.models import ARCHITECTURES
+from pipeline.models import ARCHITECTURES as ALL_ARCHITECTURES
 
 pytestmark = pytest.mark.e2e
+
+# Each stage is a process that starts TensorFlow, so each architecture costs the run about 40 s.
+# These cover a fixed-length model, a plain and a gated cell, and both custom layers; every
+# architecture's save, load and raw-text export is in tests/test_export.py.
+ARCHITECTURES = ["dense", "simple_rnn", "gru", "attention_rnn", "jordan_rnn"]
+GRADIENT_ARCHITECTURES = ["simple_rnn", "gru"]
 
 
 def run(cmd: list[str], cwd: Path, env: dict) -> str:
@@ -32,6 +38,10 @@ def project(tmp_path_factory):
     """A fresh git + DVC repository holding the pipeline, after one full `dvc repro`."""
     root = tmp_path_factory.mktemp("project")
     copy_project(root)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["architectures"] = ARCHITECTURES
+    params["lessons"]["gradient_architectures"] = GRADIENT_ARCHITECTURES
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     archive = build_archive(root.parent / "aclImdb_v1.tar.gz", per_folder=60, unlabelled=5)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
     env.update(
@@ -117,7 +127,9 @@ def test_lessons_write_their_tables_charts_and_metrics(project):
 def test_dvc_plots_show_overlays_every_model(project):
     root, env, _ = project
     plots = json.loads(run(["dvc", "plots", "show", "--json"], root, env))
-    assert not plots.get("errors")
+    # dvc.yaml's overlays name all ten models; only those not trained here may be missing
+    missing = {Path(e.get("source", "?")).stem for e in plots.get("errors", [])}
+    assert missing <= set(ALL_ARCHITECTURES) - set(ARCHITECTURES)
     roc = plots["data"]["roc"][0]["content"]["data"]["values"]
     assert {point["filename"] for point in roc} == {
         f"{name}.csv" for name in [*ARCHITECTURES, BASELINE_NAME]}
