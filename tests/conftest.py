@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
 import random
 import shutil
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 POSITIVE = "great wonderful excellent loved superb brilliant moving masterpiece".split()
@@ -81,3 +86,50 @@ def keyword_data(n: int, seed: int):
 @pytest.fixture(scope="session")
 def small_archive(tmp_path_factory) -> Path:
     return build_archive(tmp_path_factory.mktemp("archive") / "aclImdb_v1.tar.gz")
+
+
+# The end-to-end project: each stage is a process that starts TensorFlow, so each architecture
+# costs a `dvc repro` about 40 s. These cover a fixed-length model, a plain and a gated cell and
+# both custom layers; every architecture's save, load and raw-text export is in test_export.py.
+E2E_ARCHITECTURES = ["dense", "simple_rnn", "gru", "attention_rnn", "jordan_rnn"]
+E2E_GRADIENT_ARCHITECTURES = ["simple_rnn", "gru"]
+
+
+def run_ok(cmd: list[str], cwd: Path, env: dict, timeout: int = 1200) -> str:
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
+                            timeout=timeout)
+    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def project_env(archive: Path) -> dict:
+    """The environment a user's shell would give `dvc repro`: the test venv, the local archive."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    env.update(
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
+        IMDB_ARCHIVE=str(archive),
+        IMDB_ARCHIVE_SHA256=hashlib.sha256(archive.read_bytes()).hexdigest(),
+        GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@example.com",
+        GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@example.com",
+    )
+    return env
+
+
+@pytest.fixture(scope="session")
+def reproduced_project(tmp_path_factory) -> tuple[Path, dict, str]:
+    """A fresh git + DVC repository holding the pipeline, after one full `dvc repro`.
+
+    (root, env, the repro's log). Shared by the end-to-end and the stage-kill tests: the
+    ones that change it put it back, the stage-kill tests work on a copy.
+    """
+    root = copy_project(tmp_path_factory.mktemp("project") / "project").resolve()
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["architectures"] = E2E_ARCHITECTURES
+    params["lessons"]["gradient_architectures"] = E2E_GRADIENT_ARCHITECTURES
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = project_env(build_archive(root.parent / "aclImdb_v1.tar.gz", per_folder=60,
+                                    unlabelled=5))
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"],
+                ["git", "commit", "-qm", "pipeline"]):
+        run_ok(cmd, root, env)
+    return root, env, run_ok(["dvc", "repro"], root, env)

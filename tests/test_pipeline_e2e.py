@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from conftest import build_archive, copy_project
+from conftest import E2E_ARCHITECTURES, E2E_GRADIENT_ARCHITECTURES, run_ok
 from mlflow.tracking import MlflowClient
 
 from pipeline.baseline import BASELINE_NAME
@@ -20,43 +16,16 @@ from pipeline.models import ARCHITECTURES as ALL_ARCHITECTURES
 
 pytestmark = pytest.mark.e2e
 
-# Each stage is a process that starts TensorFlow, so each architecture costs the run about 40 s.
-# These cover a fixed-length model, a plain and a gated cell, and both custom layers; every
-# architecture's save, load and raw-text export is in tests/test_export.py.
-ARCHITECTURES = ["dense", "simple_rnn", "gru", "attention_rnn", "jordan_rnn"]
-GRADIENT_ARCHITECTURES = ["simple_rnn", "gru"]
+ARCHITECTURES, GRADIENT_ARCHITECTURES = E2E_ARCHITECTURES, E2E_GRADIENT_ARCHITECTURES
 
 
 def run(cmd: list[str], cwd: Path, env: dict) -> str:
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)
-    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout + result.stderr
+    return run_ok(cmd, cwd, env)
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    """A fresh git + DVC repository holding the pipeline, after one full `dvc repro`."""
-    root = tmp_path_factory.mktemp("project")
-    copy_project(root)
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["architectures"] = ARCHITECTURES
-    params["lessons"]["gradient_architectures"] = GRADIENT_ARCHITECTURES
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    archive = build_archive(root.parent / "aclImdb_v1.tar.gz", per_folder=60, unlabelled=5)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
-    env.update(
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
-        IMDB_ARCHIVE=str(archive),
-        IMDB_ARCHIVE_SHA256=hashlib.sha256(archive.read_bytes()).hexdigest(),
-        GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@example.com",
-        GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@example.com",
-    )
-    run(["git", "init", "-q"], root, env)
-    run(["dvc", "init", "-q"], root, env)
-    run(["git", "add", "-A"], root, env)
-    run(["git", "commit", "-qm", "pipeline"], root, env)
-    log = run(["dvc", "repro"], root, env)
-    return root, env, log
+def project(reproduced_project):
+    return reproduced_project
 
 
 def test_every_stage_writes_its_declared_outputs(project):

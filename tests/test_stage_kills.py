@@ -1,7 +1,7 @@
 """Every stage in dvc.yaml, SIGKILLed partway, then `dvc repro` again (issue 9, faults).
 
-One project with a single architecture, so each kind of stage occurs once. After one
-uninterrupted `dvc repro` (the reference), each stage in turn is rerun with `dvc repro -f -s` and
+A copy of the end-to-end project after its uninterrupted `dvc repro` (the reference); each kind
+of stage once (the gru item of the matrix stages), in turn rerun with `dvc repro -f -s` and
 killed right after its first output lands (before its only output, for a one-output stage), by
 tests/stage_kill/sitecustomize.py: no hook in the pipeline itself. Then: no declared output looks
 complete unless it is, DVC calls the stage changed, no temp file lies where DVC hashes it, and
@@ -11,12 +11,10 @@ complete unless it is, DVC calls the stage changed, no temp file lies where DVC 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import os
 import re
+import shutil
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -24,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import PROJECT_ROOT, build_archive, copy_project
+from conftest import PROJECT_ROOT
 from mlflow.tracking import MlflowClient
 
 pytestmark = pytest.mark.e2e
@@ -46,29 +44,18 @@ def run(cmd: list[str], cwd: Path, env: dict, check: bool = True) -> subprocess.
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    """A git + DVC project for one architecture, after one uninterrupted `dvc repro`."""
-    base = tmp_path_factory.mktemp("kills")
-    root = copy_project(base / "project").resolve()
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["architectures"] = [ARCH]
-    params["lessons"]["gradient_architectures"] = [ARCH]
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    archive = build_archive(base / "aclImdb_v1.tar.gz", per_folder=60, unlabelled=5)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
-    env.update(
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
-        IMDB_ARCHIVE=str(archive),
-        IMDB_ARCHIVE_SHA256=hashlib.sha256(archive.read_bytes()).hexdigest(),
-        GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@example.com",
-        GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@example.com",
-    )
-    run(["git", "init", "-q"], root, env)
-    run(["dvc", "init", "-q"], root, env)
-    run(["git", "add", "-A"], root, env)
-    run(["git", "commit", "-qm", "pipeline"], root, env)
-    run(["dvc", "repro"], root, env)
+def project(reproduced_project, tmp_path_factory):
+    """A copy of the end-to-end project after its uninterrupted `dvc repro` (the reference)."""
+    source, env, _ = reproduced_project
+    root = tmp_path_factory.mktemp("kills") / "project"
+    shutil.copytree(source, root, symlinks=True)
     return root, env
+
+
+def killed_stages(root: Path) -> dict[str, dict]:
+    """Each stage of dvc.yaml once: the stages without a matrix, and the ARCH item of the rest."""
+    return {name: stage for name, stage in stages(root).items()
+            if "@" not in name or name.endswith(f"@{ARCH}")}
 
 
 def stages(root: Path) -> dict[str, dict]:
@@ -175,7 +162,7 @@ def test_each_stage_killed_partway_leaves_nothing_complete_looking_and_repro_rec
     reference = results(root)
     assert any(key.startswith("predictions/") for key in reference)
     left_running = set()  # MLflow runs a kill left RUNNING
-    for name, stage in stages(root).items():
+    for name, stage in killed_stages(root).items():
         outs = [out["path"] for out in stage["outs"]]
         after = 0 if len(outs) == 1 else 1
         marker = tmp_path / f"killed-{name}"
