@@ -123,11 +123,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(cmd: list[str], env: dict, port: int, log_file: Path) -> subprocess.Popen:
+def start(cmd: list[str], env: dict, port: int, log_file: Path,
+          new_session: bool = False) -> subprocess.Popen:
+    """Start a server and wait for its /health or /ping; new_session: its own process group."""
     # The server starts uvicorn by name: the environment's bin folder must be on PATH.
     env = {**env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"}
     process = subprocess.Popen(cmd, env=env, stdout=open(log_file, "w"),  # noqa: SIM115
-                               stderr=subprocess.STDOUT)
+                               stderr=subprocess.STDOUT, start_new_session=new_session)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:

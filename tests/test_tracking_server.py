@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import requests
 import yaml
 from conftest import PROJECT_ROOT, keyword_data
 from mlflow.tracking import MlflowClient
+from test_serving import MLFLOW, free_port, start
 
 ARCH = "gru"
 OUTPUTS = [Path("models", ARCH), Path("metrics/train", f"{ARCH}.json"),
@@ -28,29 +27,19 @@ class TrackingServer:
 
     def __init__(self, root: Path):
         self.root = root
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
+        self.starts = 0
 
     def start(self) -> None:
-        command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1",
-                   "--port", str(self.port), "--workers", "1",
-                   "--backend-store-uri", f"sqlite:///{self.root / 'server.db'}",
-                   "--artifacts-destination", str(self.root / "artifacts")]
-        with open(self.root / "server.log", "ab") as log:
-            self.process = subprocess.Popen(command, cwd=self.root, stdout=log, stderr=log,
-                                            start_new_session=True)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                if requests.get(f"{self.uri}/health", timeout=2).ok:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.3)
-        pytest.fail(f"mlflow server did not start:\n{(self.root / 'server.log').read_text()}")
+        self.starts += 1
+        self.process = start(
+            [MLFLOW, "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+             "--backend-store-uri", f"sqlite:///{self.root / 'server.db'}",
+             "--artifacts-destination", str(self.root / "artifacts")],
+            dict(os.environ), self.port, self.root / f"server-{self.starts}.log",
+            new_session=True)
 
     def kill(self) -> None:  # the server and its uvicorn worker, as a crash or OOM would
         os.killpg(self.process.pid, signal.SIGKILL)
