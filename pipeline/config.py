@@ -151,12 +151,14 @@ class LessonsParams:
 
     maxlens: tuple[int, ...]
     max_epochs: int
+    sequence_architectures: tuple[str, ...]
     gradient_architectures: tuple[str, ...]
     gradient_reviews: int
     gradient_timesteps: int
 
     def __post_init__(self):
         object.__setattr__(self, "maxlens", tuple(self.maxlens))
+        object.__setattr__(self, "sequence_architectures", tuple(self.sequence_architectures))
         object.__setattr__(self, "gradient_architectures", tuple(self.gradient_architectures))
         _check(len(self.maxlens) >= 1 and all(m >= 1 for m in self.maxlens), "lessons.maxlens",
                "must list at least one length >= 1")
@@ -296,9 +298,10 @@ def parse_params(raw: dict[str, Any]) -> Params:
            f"must not exceed prepare.maxlen ({prepare.maxlen})")
     _check(lessons.gradient_timesteps <= prepare.maxlen, "lessons.gradient_timesteps",
            f"must not exceed prepare.maxlen ({prepare.maxlen})")
-    for name in lessons.gradient_architectures:
-        _check(name in architectures, "lessons.gradient_architectures",
-               f"lists {name!r}, which is not in architectures")
+    for key in ("sequence_architectures", "gradient_architectures"):
+        for name in getattr(lessons, key):
+            _check(name in architectures, f"lessons.{key}",
+                   f"lists {name!r}, which is not in architectures")
     return Params(
         seed=_typed(_require(raw, "seed"), int, "seed"),
         download=_section(DownloadParams, raw, "download"),

@@ -1,6 +1,7 @@
 """Lesson 1, stages `sequence_length@<arch>` and `sequence_length_summary`: short vs long reviews.
 
-Each architecture is scored on the test set with reviews cut to each length in lessons.maxlens.
+Each of lessons.sequence_architectures is scored on the test set with reviews cut to each length
+in lessons.maxlens.
 The prepared sequences are padded and truncated at prepare.maxlen, so their last m columns are
 exactly the encoding at maxlen m (`cut`): nothing is tokenized again. At prepare.maxlen the
 lesson reuses what the train and evaluate stages measured; at every other length it trains the
@@ -161,11 +162,12 @@ def main(architecture: str) -> None:
 
 def main_summary() -> None:
     params = load_params()
-    missing = [a for a in params.architectures if not (RESULTS_DIR / f"{a}.json").exists()]
+    architectures = params.lessons.sequence_architectures
+    missing = [a for a in architectures if not (RESULTS_DIR / f"{a}.json").exists()]
     if missing:
         raise UserError(f"no lesson 1 results for {', '.join(missing)}: "
                         "run `dvc repro sequence_length_summary`")
-    results = {a: read_json(RESULTS_DIR / f"{a}.json") for a in params.architectures}
+    results = {a: read_json(RESULTS_DIR / f"{a}.json") for a in architectures}
     table = summary_table(results, params.prepare.maxlen)
     if sorted(table.maxlen.unique()) != sorted(params.lessons.maxlens):
         raise UserError(f"{RESULTS_DIR} holds other lengths than lessons.maxlens: "
@@ -178,7 +180,8 @@ def main_summary() -> None:
         accuracy_chart(table, png)
         tracking.log_lesson(
             "lesson_sequence_length",
-            {"lessons.maxlens": list(params.lessons.maxlens),
+            {"lessons.sequence_architectures": list(architectures),
+             "lessons.maxlens": list(params.lessons.maxlens),
              "lessons.max_epochs": params.lessons.max_epochs,
              "prepare.maxlen": params.prepare.maxlen},
             {f"{row.architecture}_accuracy_maxlen_{row.maxlen}": row.accuracy

@@ -123,6 +123,16 @@ def process_alive(pid: int) -> bool:
     return "\nState:\tZ" not in status
 
 
+def owner_is_gone(tags: dict) -> bool:
+    """Whether the process named by process_tags() ran on this host and is no longer alive.
+
+    Unknown when the tags are missing or name another host: then False, the owner may live.
+    """
+    pid = str(tags.get(PID_TAG, ""))
+    return (tags.get(HOST_TAG) == socket.gethostname() and pid.isdigit()
+            and not process_alive(int(pid)))
+
+
 def mark_killed_runs() -> list[str]:
     """Mark RUNNING runs started on this host by a process that is gone as KILLED.
 
@@ -137,8 +147,7 @@ def mark_killed_runs() -> list[str]:
         runs = client.search_runs(
             experiment_ids, max_results=1000,
             filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'")
-        killed = [run for run in runs if run.data.tags.get(PID_TAG, "").isdigit()
-                  and not process_alive(int(run.data.tags[PID_TAG]))]
+        killed = [run for run in runs if owner_is_gone(run.data.tags)]
         for run in killed:
             client.set_terminated(run.info.run_id, "KILLED")
     except mlflow.exceptions.MlflowException as err:  # housekeeping must not stop a stage

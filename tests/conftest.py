@@ -92,7 +92,7 @@ def small_archive(tmp_path_factory) -> Path:
 # costs a `dvc repro` about 40 s. These cover a fixed-length model, a plain and a gated cell and
 # both custom layers; every architecture's save, load and raw-text export is in test_export.py.
 E2E_ARCHITECTURES = ["dense", "simple_rnn", "gru", "attention_rnn", "jordan_rnn"]
-E2E_GRADIENT_ARCHITECTURES = ["simple_rnn", "gru"]
+E2E_LESSON_ARCHITECTURES = ["simple_rnn", "gru"]
 
 
 def run_ok(cmd: list[str], cwd: Path, env: dict, timeout: int = 1200) -> str:
@@ -125,7 +125,8 @@ def reproduced_project(tmp_path_factory) -> tuple[Path, dict, str]:
     root = copy_project(tmp_path_factory.mktemp("project") / "project").resolve()
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["architectures"] = E2E_ARCHITECTURES
-    params["lessons"]["gradient_architectures"] = E2E_GRADIENT_ARCHITECTURES
+    params["lessons"]["sequence_architectures"] = E2E_LESSON_ARCHITECTURES
+    params["lessons"]["gradient_architectures"] = E2E_LESSON_ARCHITECTURES
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = project_env(build_archive(root.parent / "aclImdb_v1.tar.gz", per_folder=60,
                                     unlabelled=5))

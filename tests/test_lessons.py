@@ -62,10 +62,11 @@ def test_lesson_params_cannot_ask_for_more_tokens_than_prepared():
     raw["lessons"]["maxlens"] = [20, 101]
     with pytest.raises(ParamsError, match=r"lessons\.maxlens.*prepare\.maxlen \(100\)"):
         parse_params(raw)
-    raw = small_raw()
-    raw["lessons"]["gradient_architectures"] = ["transformer"]
-    with pytest.raises(ParamsError, match=r"lessons\.gradient_architectures.*'transformer'"):
-        parse_params(raw)
+    for key in ("sequence_architectures", "gradient_architectures"):
+        raw = small_raw()
+        raw["lessons"][key] = ["transformer"]
+        with pytest.raises(ParamsError, match=rf"lessons\.{key}.*'transformer'"):
+            parse_params(raw)
 
 
 def early_keyword_data(n, seed):

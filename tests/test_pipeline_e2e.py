@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import E2E_ARCHITECTURES, E2E_GRADIENT_ARCHITECTURES, run_ok
+from conftest import E2E_ARCHITECTURES, E2E_LESSON_ARCHITECTURES, run_ok
 from mlflow.tracking import MlflowClient
 
 from pipeline.baseline import BASELINE_NAME
@@ -17,7 +17,7 @@ from pipeline.models import ARCHITECTURES as ALL_ARCHITECTURES
 
 pytestmark = pytest.mark.e2e
 
-ARCHITECTURES, GRADIENT_ARCHITECTURES = E2E_ARCHITECTURES, E2E_GRADIENT_ARCHITECTURES
+ARCHITECTURES, GRADIENT_ARCHITECTURES = E2E_ARCHITECTURES, E2E_LESSON_ARCHITECTURES
 
 
 def run(cmd: list[str], cwd: Path, env: dict) -> str:
@@ -78,10 +78,10 @@ def test_lessons_write_their_tables_charts_and_metrics(project):
     all_params = yaml.safe_load((root / "params.yaml").read_text())
     params, prepared_maxlen = all_params["lessons"], all_params["prepare"]["maxlen"]
     lengths = pd.read_csv(root / "lessons/sequence_length.csv")
-    assert len(lengths) == len(ARCHITECTURES) * len(params["maxlens"])
+    assert len(lengths) == len(params["sequence_architectures"]) * len(params["maxlens"])
     assert sorted(lengths.maxlen.unique()) == sorted(params["maxlens"])
     assert lengths.accuracy.between(0, 1).all()
-    for arch in ARCHITECTURES:  # at prepare.maxlen the lesson reuses the evaluate stage's score
+    for arch in params["sequence_architectures"]:  # at prepare.maxlen the lesson reuses evaluate's
         scores = json.loads((root / f"metrics/eval/{arch}.json").read_text())
         at_prepared = lengths[(lengths.architecture == arch) & (lengths.maxlen == prepared_maxlen)]
         assert at_prepared.accuracy.item() == scores["accuracy"]

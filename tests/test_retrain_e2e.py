@@ -60,6 +60,7 @@ def project(tmp_path_factory):
 
     def one_strong_model(params):  # ~0.94 test accuracy on this archive, far above chance
         params["architectures"] = ["conv1d"]
+        params["lessons"]["sequence_architectures"] = ["conv1d"]
         params["lessons"]["gradient_architectures"] = ["conv1d"]
         params["models"]["conv1d"]["learning_rate"] = 0.01
         params["train"]["max_epochs"] = params["train"]["patience"] = 8
