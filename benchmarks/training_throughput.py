@@ -8,8 +8,8 @@ Per architecture, with the same seed, hyperparameters and number of epochs (no e
   pipeline: pipeline.train.compile_model (XLA per model and device) and pipeline.train.fit
             (length-bucketed tf.data with prefetch), scored with batching.predict_proba.
 Throughput is training samples/s with validation excluded: over all epochs (epoch 1 includes
-tracing and XLA compilation) and in steady state (epochs 2+). Prints the table and the ratios
-and writes benchmarks/results/training_throughput.{csv,md}.
+tracing and XLA compilation) and in steady state (epochs 2+), with the CPU cores each path kept
+busy. Prints the table and the ratios and writes benchmarks/results/training_throughput.{csv,md}.
 """
 
 from __future__ import annotations
@@ -46,21 +46,31 @@ def model_settings(params: Params, architecture: str) -> ModelParams:
 
 
 class TrainingTimer(keras.callbacks.Callback):
-    """Seconds spent training in each epoch; the validation pass at the epoch's end is excluded."""
+    """Wall and CPU seconds spent training in each epoch, the validation pass excluded.
+
+    CPU seconds (all threads of the process) over wall seconds is how many cores the training
+    kept busy: on this 2-core machine, the measure of what a path leaves idle.
+    """
 
     def __init__(self):
         super().__init__()
         self.seconds: list[float] = []
+        self.cpu_seconds: list[float] = []
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._started, self._stopped = time.perf_counter(), None
+        self._started, self._stopped = (time.perf_counter(), time.process_time()), None
 
     def on_test_begin(self, logs=None):
         if self._stopped is None:
-            self._stopped = time.perf_counter()
+            self._stopped = (time.perf_counter(), time.process_time())
 
     def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append((self._stopped or time.perf_counter()) - self._started)
+        stopped = self._stopped or (time.perf_counter(), time.process_time())
+        self.seconds.append(stopped[0] - self._started[0])
+        self.cpu_seconds.append(stopped[1] - self._started[1])
+
+    def cores_used(self) -> float:
+        return sum(self.cpu_seconds) / sum(self.seconds)
 
 
 def throughput(samples: int, seconds: list[float]) -> tuple[float, float]:
@@ -89,8 +99,8 @@ def notebook_way(architecture: str, params: Params, data: dict, epochs: int) -> 
     model.fit(*data["train"], batch_size=settings.batch_size, epochs=epochs,
               validation_data=data["val"], callbacks=[timer], verbose=2)
     _, accuracy = model.evaluate(*data["test"], batch_size=params.evaluate.batch_size, verbose=0)
-    return {"seconds": timer.seconds, "test_accuracy": float(accuracy),
-            "xla": bool(model.jit_compile)}
+    return {"seconds": timer.seconds, "cores_used": timer.cores_used(),
+            "test_accuracy": float(accuracy), "xla": bool(model.jit_compile)}
 
 
 def pipeline_way(architecture: str, params: Params, data: dict, epochs: int) -> dict:
@@ -108,8 +118,8 @@ def pipeline_way(architecture: str, params: Params, data: dict, epochs: int) -> 
                                 params.prepare.padding)
     # the same rule as the notebook's `accuracy` metric, so the two columns compare
     accuracy = float(np.mean((probability > 0.5) == (y_test > 0.5)))
-    return {"seconds": timer.seconds, "test_accuracy": accuracy, "xla": bool(model.jit_compile),
-            "bucket_width": bucket_width}
+    return {"seconds": timer.seconds, "cores_used": timer.cores_used(), "test_accuracy": accuracy,
+            "xla": bool(model.jit_compile), "bucket_width": bucket_width}
 
 
 def compare(architecture: str, params: Params, data: dict, epochs: int) -> dict:
@@ -120,6 +130,7 @@ def compare(architecture: str, params: Params, data: dict, epochs: int) -> dict:
     pl_overall, pl_steady = throughput(samples, pipeline["seconds"])
     return {
         "architecture": architecture,
+        "seed": params.seed,
         "epochs": epochs,
         "train_samples": samples,
         "test_samples": len(data["test"][1]),
@@ -132,6 +143,8 @@ def compare(architecture: str, params: Params, data: dict, epochs: int) -> dict:
         "notebook_test_accuracy": round(notebook["test_accuracy"], 4),
         "pipeline_test_accuracy": round(pipeline["test_accuracy"], 4),
         "accuracy_delta": round(pipeline["test_accuracy"] - notebook["test_accuracy"], 4),
+        "notebook_cores_used": round(notebook["cores_used"], 2),
+        "pipeline_cores_used": round(pipeline["cores_used"], 2),
         "notebook_xla": notebook["xla"],
         "pipeline_xla": pipeline["xla"],
         "bucket_width": pipeline["bucket_width"],
@@ -166,14 +179,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--architectures", nargs="+", help="default: all in --params")
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="repeat each architecture with seeds seed, seed+1, ... (params' seed)")
     parser.add_argument("--train-fraction", type=fraction, default=1.0,
                         help="share of the training and validation reviews to use")
     parser.add_argument("--test-fraction", type=fraction, default=1.0)
     parser.add_argument("--prepared-dir", type=Path, default=PREPARED_DIR)
     parser.add_argument("--out", type=Path, default=OUT, help="writes OUT.csv and OUT.md")
     args = parser.parse_args(argv)
-    if args.epochs < 1:
-        parser.error("--epochs must be >= 1")
+    if args.epochs < 1 or args.seeds < 1:
+        parser.error("--epochs and --seeds must be >= 1")
 
     params = load_params(args.params)
     architectures = args.architectures or list(params.architectures)
@@ -192,7 +207,8 @@ def main(argv: list[str] | None = None) -> None:
         share = args.test_fraction if split == "test" else args.train_fraction
         data[split] = subsample(x, y.astype("float32"), share, params.seed)
 
-    rows = [compare(a, params, data, args.epochs) for a in architectures]
+    rows = [compare(a, dataclasses.replace(params, seed=params.seed + i), data, args.epochs)
+            for a in architectures for i in range(args.seeds)]
     table = pd.DataFrame(rows)
     command = shlex.join(["python", "benchmarks/training_throughput.py",
                           *(sys.argv[1:] if argv is None else argv)])
@@ -201,7 +217,8 @@ def main(argv: list[str] | None = None) -> None:
               f"- machine: {machine()}",
               f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
               f"- command: `{command}`",
-              "- samples/s: training only (validation excluded); steady: epochs 2+"]
+              "- samples/s: training only (validation excluded); steady: epochs 2+",
+              "- cores_used: CPU seconds of all threads over wall seconds while training"]
     csv_path, md_path = args.out.with_suffix(".csv"), args.out.with_suffix(".md")
     with atomic_path(csv_path) as tmp:
         table.to_csv(tmp, index=False)
@@ -209,10 +226,13 @@ def main(argv: list[str] | None = None) -> None:
         tmp.write_text(markdown(table, header), encoding="utf-8")
 
     print(markdown(table, header))
-    for row in table.itertuples():
-        steady = "" if pd.isna(row.steady_speedup) else f" (steady state {row.steady_speedup}x)"
-        print(f"{row.architecture}: pipeline {row.speedup}x the notebook's samples/s{steady}, "
-              f"test accuracy {row.accuracy_delta * 100:+.2f} points")
+    means = table.groupby("architecture", sort=False)[
+        ["speedup", "steady_speedup", "accuracy_delta"]].mean()
+    over = f" (mean of {args.seeds} seeds)" if args.seeds > 1 else ""
+    for architecture, row in means.iterrows():
+        steady = "" if pd.isna(row.steady_speedup) else f" (steady state {row.steady_speedup:.2f}x)"
+        print(f"{architecture}: pipeline {row.speedup:.2f}x the notebook's samples/s{steady}, "
+              f"test accuracy {row.accuracy_delta * 100:+.2f} points{over}")
     print(f"wrote {csv_path} and {md_path}")
 
 

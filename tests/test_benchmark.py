@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from conftest import PROJECT_ROOT
 
 from pipeline.prepare import pad
@@ -39,11 +41,13 @@ def test_writes_one_row_per_architecture_with_consistent_ratios(tmp_path, capsys
     write_prepared(tmp_path / "prepared")
     out = tmp_path / "results" / "throughput"
     load_script().main(["--params", str(PROJECT_ROOT / "params.small.yaml"),
-                        "--architectures", "gru", "dense", "--epochs", "2",
+                        "--architectures", "gru", "dense", "--epochs", "2", "--seeds", "2",
                         "--test-fraction", "0.5", "--prepared-dir", str(tmp_path / "prepared"),
                         "--out", str(out)])
     table = pd.read_csv(out.with_suffix(".csv"))
-    assert list(table.architecture) == ["gru", "dense"]
+    assert list(table.architecture) == ["gru", "gru", "dense", "dense"]
+    seed = yaml.safe_load((PROJECT_ROOT / "params.small.yaml").read_text())["seed"]
+    assert list(table.seed) == [seed, seed + 1] * 2
     assert {"epochs", "notebook_samples_per_s", "pipeline_samples_per_s", "speedup",
             "notebook_test_accuracy", "pipeline_test_accuracy", "accuracy_delta",
             "pipeline_xla", "bucket_width"} <= set(table.columns)
@@ -54,11 +58,14 @@ def test_writes_one_row_per_architecture_with_consistent_ratios(tmp_path, capsys
     assert table.steady_speedup.to_numpy() == pytest.approx(steady.to_numpy(), rel=0.02)
     delta = table.pipeline_test_accuracy - table.notebook_test_accuracy
     assert table.accuracy_delta.to_numpy() == pytest.approx(delta.to_numpy(), abs=2e-4)
-    assert table.set_index("architecture").bucket_width.to_dict() == {"gru": 25, "dense": 0}
+    widths = {arch: set(rows.bucket_width) for arch, rows in table.groupby("architecture")}
+    assert widths == {"gru": {25}, "dense": {0}}
+    cores = table[["notebook_cores_used", "pipeline_cores_used"]].to_numpy()
+    assert ((cores > 0) & (cores <= (os.cpu_count() or 1) + 0.5)).all()
     markdown = out.with_suffix(".md").read_text(encoding="utf-8")
     assert "- command: `python benchmarks/training_throughput.py --params" in markdown
-    assert "| gru | 2 |" in markdown
-    assert "gru: pipeline" in capsys.readouterr().out
+    assert f"| gru | {seed} | 2 |" in markdown and f"| gru | {seed + 1} | 2 |" in markdown
+    assert "(mean of 2 seeds)" in capsys.readouterr().out
 
 
 def test_a_missing_prepared_dataset_is_a_one_line_error(tmp_path, capsys):
