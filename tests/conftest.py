@@ -89,10 +89,9 @@ def small_archive(tmp_path_factory) -> Path:
 
 
 # The end-to-end project: each stage is a process that starts TensorFlow, so each architecture
-# costs a `dvc repro` about 40 s. These cover a fixed-length model, a plain and a gated cell and
-# both custom layers; every architecture's save, load and raw-text export is in test_export.py.
-# A fixed-length, a plain recurrent and a gated model; every builder's save, load and export is
-# tested in test_export.py, so more here would only lengthen the end-to-end run.
+# costs a `dvc repro` about 40 s. These cover a fixed-length model and a plain and a gated cell;
+# every architecture's save, load and raw-text export (custom layers included) is in
+# test_export.py.
 E2E_ARCHITECTURES = ["dense", "simple_rnn", "gru"]
 E2E_LESSON_ARCHITECTURES = ["simple_rnn", "gru"]
 
