@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import E2E_ARCHITECTURES, E2E_LESSON_ARCHITECTURES, run_ok
+from conftest import E2E_ARCHITECTURES, run_ok
 from mlflow.tracking import MlflowClient
 
 from pipeline.baseline import BASELINE_NAME
@@ -17,7 +17,7 @@ from pipeline.models import ARCHITECTURES as ALL_ARCHITECTURES
 
 pytestmark = pytest.mark.e2e
 
-ARCHITECTURES, GRADIENT_ARCHITECTURES = E2E_ARCHITECTURES, E2E_LESSON_ARCHITECTURES
+ARCHITECTURES = E2E_ARCHITECTURES
 
 
 def run(cmd: list[str], cwd: Path, env: dict) -> str:
