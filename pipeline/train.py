@@ -22,7 +22,7 @@ from pipeline import UserError, run_architecture_stage, tracking
 from pipeline.batching import make_dataset
 from pipeline.config import ModelParams, Params, ParamsError, TrainParams, load_params
 from pipeline.io import atomic_path, read_json, write_json
-from pipeline.models import accepts_any_length, build_model
+from pipeline.models import RECURRENT_CELLS, accepts_any_length, build_model
 from pipeline.prepare import PREPARED_DIR, load_split
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,6 @@ HISTORY_DIR = Path("plots/history")
 TRAIN_METRICS_DIR = Path("metrics/train")
 TUNED_DIR = Path("tuned")
 MODEL_FILE, RUN_FILE = "model.keras", "run.json"
-BUILTIN_RECURRENT_LAYERS = (keras.layers.SimpleRNN, keras.layers.LSTM, keras.layers.GRU)
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
               "nadam": keras.optimizers.Nadam, "rmsprop": keras.optimizers.RMSprop,
               "sgd": keras.optimizers.SGD}
@@ -55,7 +54,7 @@ def use_xla(setting: str | bool, model: keras.Model) -> bool:
     recurrent = [layer.forward_layer if isinstance(layer, keras.layers.Bidirectional) else layer
                  for layer in model.layers
                  if isinstance(layer, keras.layers.RNN | keras.layers.Bidirectional)]
-    last_output_only = all(isinstance(layer, BUILTIN_RECURRENT_LAYERS)
+    last_output_only = all(isinstance(layer, tuple(RECURRENT_CELLS.values()))
                            and not layer.return_sequences for layer in recurrent)
     convolution = any(isinstance(layer, keras.layers.Conv1D) for layer in model.layers)
     return bool(recurrent) and last_output_only and not convolution

@@ -9,7 +9,7 @@ import tensorflow as tf
 from conftest import keyword_data
 
 from pipeline.config import ModelParams, TrainParams
-from pipeline.models import build_model
+from pipeline.models import ARCHITECTURES, build_model
 from pipeline.train import compile_model, fit, summarize, use_xla
 
 
@@ -62,8 +62,6 @@ def test_without_early_stopping_fit_runs_every_epoch_and_keeps_the_last_weights(
 
 
 def test_xla_is_chosen_per_device_and_model():
-    from pipeline.models import ARCHITECTURES
-
     gru, dense = build_model("gru", 20, 16), build_model("dense", 20, 16)
     assert use_xla(True, dense) is True and use_xla(False, gru) is False
     on_cpu = not tf.config.list_physical_devices("GPU")
