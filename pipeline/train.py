@@ -72,20 +72,14 @@ def compile_model(model: keras.Model, learning_rate: float, train: TrainParams,
 
 
 def fit(model: keras.Model, data: dict, model_params: ModelParams, train: TrainParams,
-        padding: str, seed: int, callbacks=(), early_stopping: bool = True,
-        ) -> tuple[pd.DataFrame, float]:
-    """Train with early stopping on val_loss, best weights restored. Returns (history, seconds).
-
-    With early_stopping=False it runs exactly train.max_epochs and keeps the last weights
-    (the training benchmark compares equal numbers of epochs).
-    """
+        padding: str, seed: int, callbacks=()) -> tuple[pd.DataFrame, float]:
+    """Train with early stopping on val_loss, best weights restored. Returns (history, seconds)."""
     bucket_width = train.bucket_width if accepts_any_length(model) else 0
     batch_size = model_params.batch_size
     train_ds = make_dataset(*data["train"], batch_size, bucket_width, padding, seed=seed)
     val_ds = make_dataset(*data["val"], batch_size, bucket_width, padding)
-    if early_stopping:
-        callbacks = [keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=train.patience, restore_best_weights=True), *callbacks]
+    callbacks = [keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=train.patience, restore_best_weights=True), *callbacks]
     # Repeated datasets with their steps given: Keras then keeps one iterator for the whole fit.
     # Opening a new one every epoch stalled about one epoch start in three by ~4 s on CPU
     # (measured, GRU); the batches are the same either way (each pass reshuffles).

@@ -52,6 +52,8 @@ def test_writes_one_row_per_architecture_with_consistent_ratios(tmp_path, capsys
             "notebook_test_accuracy", "pipeline_test_accuracy", "accuracy_delta",
             "pipeline_xla", "bucket_width"} <= set(table.columns)
     assert (table.epochs == 2).all() and (table.test_samples == 32).all()
+    best = table[["notebook_best_epoch", "pipeline_best_epoch"]].to_numpy()
+    assert ((best >= 1) & (best <= 2)).all()
     ratio = table.pipeline_samples_per_s / table.notebook_samples_per_s
     assert table.speedup.to_numpy() == pytest.approx(ratio.to_numpy(), rel=0.02)
     steady = table.pipeline_steady_samples_per_s / table.notebook_steady_samples_per_s
@@ -65,7 +67,9 @@ def test_writes_one_row_per_architecture_with_consistent_ratios(tmp_path, capsys
     markdown = out.with_suffix(".md").read_text(encoding="utf-8")
     assert "- command: `python benchmarks/training_throughput.py --params" in markdown
     assert f"| gru | {seed} | 2 |" in markdown and f"| gru | {seed + 1} | 2 |" in markdown
-    assert "(mean of 2 seeds)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "gru: pipeline" in printed and "(mean of 2 seeds, sd " in printed
+    assert "- dense: pipeline" in markdown
 
 
 def test_a_missing_prepared_dataset_is_a_one_line_error(tmp_path, capsys):

@@ -45,22 +45,6 @@ def test_early_stopping_restores_the_best_epoch_weights():
     assert restored == pytest.approx(history.val_loss.min(), rel=1e-3)
 
 
-def test_without_early_stopping_fit_runs_every_epoch_and_keeps_the_last_weights():
-    keras.utils.set_random_seed(0)
-    x_val, y_val = keyword_data(64, 1)
-    # flipped validation labels: val_loss rises as the model learns, so patience=0 would stop
-    data = {"train": keyword_data(128, 0), "val": (x_val, 1 - y_val)}
-    model_params = ModelParams("gru", 0.05, 32, {"embedding_dim": 8, "units": 8})
-    train = TrainParams(max_epochs=5, patience=0, bucket_width=4, jit_compile=False)
-    model = compile_model(build_model("gru", 20, 16, **model_params.hyperparameters),
-                          model_params.learning_rate, train)
-    history, _ = fit(model, data, model_params, train, "pre", seed=0, early_stopping=False)
-    assert len(history) == 5
-    assert history.val_loss.idxmin() < len(history) - 1
-    last = model.evaluate(x_val, (1 - y_val).astype("float32"), verbose=0)[0]
-    assert last == pytest.approx(history.val_loss.iloc[-1], rel=1e-3)
-
-
 def test_xla_is_chosen_per_device_and_model():
     gru, dense = build_model("gru", 20, 16), build_model("dense", 20, 16)
     assert use_xla(True, dense) is True and use_xla(False, gru) is False
