@@ -37,7 +37,7 @@ from pipeline.config import ModelParams, Params, load_params  # noqa: E402
 from pipeline.io import atomic_path  # noqa: E402
 from pipeline.models import accepts_any_length, build_model  # noqa: E402
 from pipeline.prepare import PREPARED_DIR, SPLITS, load_split  # noqa: E402
-from pipeline.train import compile_model, fit  # noqa: E402
+from pipeline.train import compile_model, early_stopping, fit  # noqa: E402
 
 OUT = Path("benchmarks/results/training_throughput")
 
@@ -90,12 +90,6 @@ def subsample(x: np.ndarray, y: np.ndarray, fraction: float, seed: int):
     return x[rows], y[rows]
 
 
-def best_epoch_weights(epochs: int) -> keras.callbacks.EarlyStopping:
-    """Restores the best epoch's weights by val_loss; patience `epochs`, so it never stops early."""
-    return keras.callbacks.EarlyStopping(monitor="val_loss", patience=epochs,
-                                         restore_best_weights=True)
-
-
 def notebook_way(architecture: str, params: Params, data: dict, epochs: int) -> dict:
     settings = model_settings(params, architecture)
     keras.utils.set_random_seed(params.seed)
@@ -105,8 +99,8 @@ def notebook_way(architecture: str, params: Params, data: dict, epochs: int) -> 
                   loss="binary_crossentropy", metrics=["accuracy"])
     timer = TrainingTimer()
     history = model.fit(*data["train"], batch_size=settings.batch_size, epochs=epochs,
-                        validation_data=data["val"], callbacks=[timer, best_epoch_weights(epochs)],
-                        verbose=2)
+                        validation_data=data["val"],
+                        callbacks=[timer, early_stopping(patience=epochs)], verbose=2)
     _, accuracy = model.evaluate(*data["test"], batch_size=params.evaluate.batch_size, verbose=0)
     return {"seconds": timer.seconds, "cores_used": timer.cores_used(),
             "test_accuracy": float(accuracy), "xla": bool(model.jit_compile),
@@ -120,7 +114,7 @@ def pipeline_way(architecture: str, params: Params, data: dict, epochs: int) -> 
                         **settings.hyperparameters)
     compile_model(model, settings.learning_rate, params.train)
     timer = TrainingTimer()
-    # the pipeline's own early stopping, with the patience that never stops (best_epoch_weights)
+    # patience = epochs on both paths: neither stops early, both keep their best epoch's weights
     train = dataclasses.replace(params.train, max_epochs=epochs, patience=epochs)
     history, _ = fit(model, data, settings, train, params.prepare.padding, params.seed,
                      callbacks=[timer])

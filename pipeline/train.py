@@ -71,6 +71,12 @@ def compile_model(model: keras.Model, learning_rate: float, train: TrainParams,
     return model
 
 
+def early_stopping(patience: int) -> keras.callbacks.EarlyStopping:
+    """Stops after `patience` epochs without a lower val_loss; restores the best epoch's weights."""
+    return keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
+                                         restore_best_weights=True)
+
+
 def fit(model: keras.Model, data: dict, model_params: ModelParams, train: TrainParams,
         padding: str, seed: int, callbacks=()) -> tuple[pd.DataFrame, float]:
     """Train with early stopping on val_loss, best weights restored. Returns (history, seconds)."""
@@ -78,8 +84,7 @@ def fit(model: keras.Model, data: dict, model_params: ModelParams, train: TrainP
     batch_size = model_params.batch_size
     train_ds = make_dataset(*data["train"], batch_size, bucket_width, padding, seed=seed)
     val_ds = make_dataset(*data["val"], batch_size, bucket_width, padding)
-    callbacks = [keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=train.patience, restore_best_weights=True), *callbacks]
+    callbacks = [early_stopping(train.patience), *callbacks]
     # Repeated datasets with their steps given: Keras then keeps one iterator for the whole fit.
     # Opening a new one every epoch stalled about one epoch start in three by ~4 s on CPU
     # (measured, GRU); the batches are the same either way (each pass reshuffles).
