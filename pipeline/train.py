@@ -85,9 +85,10 @@ def fit(model: keras.Model, data: dict, model_params: ModelParams, train: TrainP
     train_ds = make_dataset(*data["train"], batch_size, bucket_width, padding, seed=seed)
     val_ds = make_dataset(*data["val"], batch_size, bucket_width, padding)
     callbacks = [early_stopping(train.patience), *callbacks]
-    # Repeated datasets with their steps given: Keras then keeps one iterator for the whole fit.
-    # Opening a new one every epoch stalled about one epoch start in three by ~4 s on CPU
-    # (measured, GRU); the batches are the same either way (each pass reshuffles).
+    # Repeated datasets with their steps given: Keras then keeps one iterator for the whole fit
+    # instead of opening one per epoch; the batches are the same either way (each pass
+    # reshuffles). Closing iterators stalled epoch starts until autotuning was turned off
+    # (batching._prefetched); one iterator is still the less work.
     started = time.perf_counter()
     history = model.fit(train_ds.repeat(), steps_per_epoch=int(train_ds.cardinality()),
                         validation_data=val_ds.repeat(),

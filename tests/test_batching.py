@@ -54,6 +54,23 @@ def test_bucketed_prediction_equals_full_width_prediction_in_the_same_order():
     np.testing.assert_allclose(bucketed, full, atol=1e-5)
 
 
+def test_fixed_width_prediction_keeps_every_row_in_order():
+    x = padded_reviews(n=37)  # 16 + 16 + 5: the last batch is short
+    model = build_model("conv1d", 30, 40, embedding_dim=4, filters=4, kernel_size=3, units=4)
+    full = model.predict(x, verbose=0).reshape(-1)
+    np.testing.assert_allclose(predict_proba(model, x, batch_size=16, bucket_width=10), full,
+                               atol=1e-5)
+
+
+def test_training_datasets_prefetch_without_autotuning():
+    # closing an autotuned iterator can stall for seconds (batching._prefetched)
+    x, y = padded_reviews(), np.zeros(57)
+    for bucket_width in (0, 10):
+        dataset = make_dataset(x, y, batch_size=8, bucket_width=bucket_width, seed=1)
+        assert dataset.options().autotune.enabled is False
+        assert len(list(dataset)) == 8
+
+
 def test_left_align_keeps_each_reviews_tokens_in_order():
     x = padded_reviews(n=20, maxlen=12)
     aligned = left_align(x)
