@@ -51,16 +51,25 @@ class TrainingTimer(keras.callbacks.Callback):
     """Wall and CPU seconds spent training in each epoch, the validation pass excluded.
 
     CPU seconds (all threads of the process) over wall seconds is how many cores the training
-    kept busy: on this 2-core machine, the measure of what a path leaves idle.
+    kept busy: on this 2-core machine, the measure of what a path leaves idle. `start_waits`:
+    seconds from each epoch's start to its first batch, where Keras opens the epoch's
+    iterator (and closes the last one, which with tf.data autotuning can stall for seconds).
     """
 
     def __init__(self):
         super().__init__()
         self.seconds: list[float] = []
         self.cpu_seconds: list[float] = []
+        self.start_waits: list[float] = []
 
     def on_epoch_begin(self, epoch, logs=None):
         self._started, self._stopped = (time.perf_counter(), time.process_time()), None
+        self._first_batch = True
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._first_batch:
+            self.start_waits.append(time.perf_counter() - self._started[0])
+            self._first_batch = False
 
     def on_test_begin(self, logs=None):
         if self._stopped is None:
@@ -103,7 +112,8 @@ def notebook_way(architecture: str, params: Params, data: dict, epochs: int) -> 
                         callbacks=[timer, early_stopping(patience=epochs)], verbose=2)
     _, accuracy = model.evaluate(*data["test"], batch_size=params.evaluate.batch_size, verbose=0)
     return {"seconds": timer.seconds, "cores_used": timer.cores_used(),
-            "test_accuracy": float(accuracy), "xla": bool(model.jit_compile),
+            "start_waits": timer.start_waits, "test_accuracy": float(accuracy),
+            "xla": bool(model.jit_compile),
             "best_epoch": int(np.argmin(history.history["val_loss"])) + 1}
 
 
@@ -124,9 +134,14 @@ def pipeline_way(architecture: str, params: Params, data: dict, epochs: int) -> 
                                 params.prepare.padding)
     # the same rule as the notebook's `accuracy` metric, so the two columns compare
     accuracy = float(np.mean((probability > 0.5) == (y_test > 0.5)))
-    return {"seconds": timer.seconds, "cores_used": timer.cores_used(), "test_accuracy": accuracy,
+    return {"seconds": timer.seconds, "cores_used": timer.cores_used(),
+            "start_waits": timer.start_waits, "test_accuracy": accuracy,
             "xla": bool(model.jit_compile), "bucket_width": bucket_width,
             "best_epoch": int(history.val_loss.idxmin()) + 1}
+
+
+def epoch_list(seconds: list[float]) -> str:
+    return " ".join(f"{s:.2f}" for s in seconds)
 
 
 def compare(architecture: str, params: Params, data: dict, epochs: int) -> dict:
@@ -152,6 +167,10 @@ def compare(architecture: str, params: Params, data: dict, epochs: int) -> dict:
         "accuracy_delta": round(pipeline["test_accuracy"] - notebook["test_accuracy"], 4),
         "notebook_best_epoch": notebook["best_epoch"],
         "pipeline_best_epoch": pipeline["best_epoch"],
+        "notebook_epoch_seconds": epoch_list(notebook["seconds"]),
+        "pipeline_epoch_seconds": epoch_list(pipeline["seconds"]),
+        "notebook_start_wait_s": round(sum(notebook["start_waits"]), 1),
+        "pipeline_start_wait_s": round(sum(pipeline["start_waits"]), 1),
         "notebook_cores_used": round(notebook["cores_used"], 2),
         "pipeline_cores_used": round(pipeline["cores_used"], 2),
         "notebook_xla": notebook["xla"],
@@ -243,6 +262,8 @@ def main(argv: list[str] | None = None) -> None:
               f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
               f"- command: `{command}`",
               "- samples/s: training only (validation excluded); steady: epochs 2+",
+              "- epoch_seconds: training seconds of each epoch; start_wait_s: of those, seconds "
+              "from the epochs' starts to their first batches (iterator set-up)",
               "- cores_used: CPU seconds of all threads over wall seconds while training",
               "- test accuracy: with the weights of each path's best epoch by val_loss"]
     csv_path, md_path = args.out.with_suffix(".csv"), args.out.with_suffix(".md")

@@ -62,6 +62,13 @@ def test_writes_one_row_per_architecture_with_consistent_ratios(tmp_path, capsys
     assert table.accuracy_delta.to_numpy() == pytest.approx(delta.to_numpy(), abs=2e-4)
     widths = {arch: set(rows.bucket_width) for arch, rows in table.groupby("architecture")}
     assert widths == {"gru": {25}, "dense": {0}}
+    for path in ("notebook", "pipeline"):
+        epochs = [[float(s) for s in cell.split()] for cell in table[f"{path}_epoch_seconds"]]
+        assert all(len(seconds) == 2 for seconds in epochs)
+        from_rate = 2 * table.train_samples / table[f"{path}_samples_per_s"]
+        assert [sum(seconds) for seconds in epochs] == pytest.approx(from_rate, abs=0.02)
+        waits = table[f"{path}_start_wait_s"].to_numpy()
+        assert ((waits >= 0) & (waits <= [sum(seconds) + 0.05 for seconds in epochs])).all()
     cores = table[["notebook_cores_used", "pipeline_cores_used"]].to_numpy()
     assert ((cores > 0) & (cores <= (os.cpu_count() or 1) + 0.5)).all()
     markdown = out.with_suffix(".md").read_text(encoding="utf-8")
