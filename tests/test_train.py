@@ -54,6 +54,14 @@ def test_xla_is_chosen_per_device_and_model():
     assert chosen == ({"simple_rnn", "lstm", "gru", "bidirectional_rnn"} if on_cpu else set())
 
 
+def test_auto_leaves_xla_off_on_a_gpu_so_keras_can_pick_cudnn(monkeypatch):
+    fake_gpu = tf.config.PhysicalDevice(name="/physical_device:GPU:0", device_type="GPU")
+    monkeypatch.setattr(tf.config, "list_physical_devices",
+                        lambda kind=None: [fake_gpu] if kind in (None, "GPU") else [])
+    assert not any(use_xla("auto", build_model(name, 20, 16)) for name in ARCHITECTURES)
+    assert use_xla(True, build_model("gru", 20, 16)) is True  # an explicit setting still wins
+
+
 def test_compile_model_builds_every_optimizer_params_yaml_accepts():
     from pipeline.config import OPTIMIZERS
     from pipeline.train import OPTIMIZERS as BUILDERS
