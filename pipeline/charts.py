@@ -44,6 +44,7 @@ def accuracy_chart(table: pd.DataFrame, path: Path) -> None:
 
 
 def accuracy_vs_time_chart(table: pd.DataFrame, path: Path) -> None:
+    """`table`: the comparison table with timings.csv's train_seconds merged in."""
     fig, ax = plt.subplots(figsize=(8, 5))
     for row in table.itertuples():
         style = {"color": "black", "marker": "s"} if row.is_baseline else {"marker": "o"}

@@ -13,8 +13,11 @@ from pipeline.evaluate import PREDICTIONS_DIR
 
 TABLE_COLUMNS = ["architecture", "is_baseline", "accuracy", "accuracy_ci_low", "accuracy_ci_high",
                  "f1", "f1_ci_low", "f1_ci_high", "roc_auc", "log_loss", "brier", "ece",
-                 "confidence", "parameters", "epochs", "best_epoch", "train_seconds",
-                 "predict_ms_per_review", "confusion_matrix", "test_reviews"]
+                 "confidence", "parameters", "epochs", "best_epoch", "confusion_matrix",
+                 "test_reviews"]
+# What the machine measured (timings/): reports/timings.csv, never comparison.csv
+TIMING_COLUMNS = ["architecture", "is_baseline", "train_seconds", "train_samples_per_second",
+                  "predict_ms_per_review"]
 
 
 def comparison_table(train_metrics: dict[str, dict], eval_metrics: dict[str, dict],
@@ -28,6 +31,19 @@ def comparison_table(train_metrics: dict[str, dict], eval_metrics: dict[str, dic
         row["test_reviews"] = sum(row["confusion_matrix"].values())
     table = pd.DataFrame(rows)[TABLE_COLUMNS]
     return table.sort_values("accuracy", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def timings_table(train_timings: dict[str, dict], eval_timings: dict[str, dict],
+                  baseline: dict, order: list[str] | None = None) -> pd.DataFrame:
+    """One row per architecture plus one for the baseline: training and inference time on
+    this machine. In `order` (e.g. the comparison table's) when given."""
+    rows = [{"architecture": arch, "is_baseline": False, **train_timings[arch],
+             **eval_timings[arch]} for arch in train_timings]
+    rows.append({**baseline, "architecture": BASELINE_NAME, "is_baseline": True})
+    table = pd.DataFrame(rows).reindex(columns=TIMING_COLUMNS)
+    if order is not None:
+        table = table.set_index("architecture").loc[list(order)].reset_index()
+    return table
 
 
 def best_architecture(table: pd.DataFrame) -> str:
@@ -115,3 +131,33 @@ def overfitting_table(histories: dict[str, pd.DataFrame],
             "val_loss_rise": round(last.val_loss - kept.val_loss, 4),
         })
     return pd.DataFrame(rows).sort_values("last_gap_pts", ascending=False).reset_index(drop=True)
+
+
+def tuning_table(tuned: dict[str, dict], train_metrics: dict[str, dict],
+                 eval_metrics: dict[str, dict]) -> pd.DataFrame:
+    """Per architecture: the params.yaml defaults against the tuned values, on validation and
+    test, and how far validation accuracy overstates test accuracy.
+
+    Tuned values come from train and evaluate; the defaults' scores from the tune stage's trial
+    0, which trains exactly as train does. An untuned architecture's defaults are its model.
+    """
+    rows = []
+    for arch, result in tuned.items():
+        val, test = train_metrics[arch]["best_val_accuracy"], eval_metrics[arch]["accuracy"]
+        searched = bool(result.get("tuned"))
+        trials = result.get("trials") or {}
+        rows.append({
+            "architecture": arch, "tuned": searched,
+            "trials": trials.get("complete", 0) + trials.get("pruned", 0),
+            "trials_pruned": trials.get("pruned", 0),
+            "defaults_val_accuracy": result.get("defaults_value") if searched else val,
+            "tuned_val_accuracy": val,
+            "defaults_test_accuracy": result.get("defaults_test_accuracy") if searched else test,
+            "tuned_test_accuracy": test,
+            "val_test_gap_pts": round(100 * (val - test), 2),
+        })
+    table = pd.DataFrame(rows)
+    for split in ("val", "test"):
+        table[f"{split}_gain_pts"] = (100 * (table[f"tuned_{split}_accuracy"]
+                                             - table[f"defaults_{split}_accuracy"])).round(2)
+    return table

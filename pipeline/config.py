@@ -80,10 +80,14 @@ class TrainParams:
     clipnorm: float | None = None
     bucket_width: int = 0
     jit_compile: str | bool = "auto"
+    reduce_lr_factor: float = 1.0
 
     def __post_init__(self):
         _check(self.max_epochs >= 1, "train.max_epochs", "must be >= 1")
         _check(self.patience >= 0, "train.patience", "must be >= 0")
+        _check(0 < self.reduce_lr_factor <= 1, "train.reduce_lr_factor",
+               "must be in (0, 1]: the learning rate is multiplied by it when val_loss rises "
+               "(1: never)")
         _check(self.clipnorm is None or self.clipnorm > 0, "train.clipnorm",
                "must be > 0, or null for no clipping")
         _check(self.bucket_width >= 0, "train.bucket_width", "must be >= 0 (0: no bucketing)")
@@ -169,20 +173,21 @@ class LessonsParams:
 
 @dataclass(frozen=True)
 class TuneParams:
+    """A study's budget: trials, not seconds, so the same params give the same trials."""
+
     n_trials: int
-    timeout_seconds: float
-    train_fraction: float = 1.0
-    max_epochs: int = 2
     pruner: str = "median"
-    startup_trials: int = 3
+    startup_trials: int = 1
+    warmup_epochs: int = 1
+    max_minutes: float | None = None
 
     def __post_init__(self):
         _check(self.n_trials >= 0, "tune.n_trials", "must be >= 0 (0: no tuning)")
-        _check(self.timeout_seconds > 0, "tune.timeout_seconds", "must be > 0")
-        _check(0 < self.train_fraction <= 1, "tune.train_fraction", "must be in (0, 1]")
-        _check(self.max_epochs >= 1, "tune.max_epochs", "must be >= 1")
         _check(self.pruner in PRUNERS, "tune.pruner", f"must be one of {', '.join(PRUNERS)}")
         _check(self.startup_trials >= 0, "tune.startup_trials", "must be >= 0")
+        _check(self.warmup_epochs >= 0, "tune.warmup_epochs", "must be >= 0")
+        _check(self.max_minutes is None or self.max_minutes > 0, "tune.max_minutes",
+               "must be > 0, or null for no time guard")
 
 
 @dataclass(frozen=True)

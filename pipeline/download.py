@@ -2,6 +2,11 @@
 
 The archive is read member by member straight from the tar stream: nothing is extracted to
 disk, and a member that is a link or whose path would escape the archive's root is refused.
+
+Each review keeps its movie: line i (0-based) of `aclImdb/<split>/urls_<label>.txt` is the IMDB
+page of review `<i>_<rating>.txt` in `aclImdb/<split>/<label>/`, and its title id (`tt0406816`
+in `http://www.imdb.com/title/tt0406816/usercomments`) becomes the `movie_id` column. IMDB's
+train and test splits share no movie; `prepare` keeps its validation set apart by movie too.
 """
 
 from __future__ import annotations
@@ -31,6 +36,10 @@ REVIEWS_PATH = Path("data/reviews.parquet")
 UNLABELLED_PATH = Path("data/unlabelled.parquet")
 ARCHIVE_ENV, SHA256_ENV = "IMDB_ARCHIVE", "IMDB_ARCHIVE_SHA256"
 _MEMBER = re.compile(r"^aclImdb/(train|test)/(pos|neg|unsup)/(\d+)_(\d+)\.txt$")
+_URLS = re.compile(r"^aclImdb/(train|test)/urls_(pos|neg|unsup)\.txt$")
+_MOVIE_URL = re.compile(r"/title/(tt\d+)/")
+LABELLED_COLUMNS = ["id", "split", "label", "rating", "movie_id", "text"]
+UNLABELLED_COLUMNS = ["id", "split", "movie_id", "text"]
 
 
 class ArchiveError(UserError):
@@ -90,12 +99,20 @@ def _download(url: str, destination: Path, retries: int) -> None:
 
 
 def read_archive(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return (labelled reviews, unlabelled reviews) from an archive in the aclImdb layout."""
-    rows = []
+    """Return (labelled reviews, unlabelled reviews) from an archive in the aclImdb layout.
+
+    Columns: id, split, label (1 = pos), rating, movie_id, text; the unlabelled table has no
+    label or rating. The urls files may come anywhere in the tar stream.
+    """
+    rows, urls = [], {}
     try:
         with tarfile.open(path, "r:gz") as archive:
             for member in tqdm(archive, desc="reading reviews", unit=" files"):
                 _refuse_unsafe(member, path)
+                if member.isfile() and (found_urls := _URLS.match(member.name)):
+                    raw = archive.extractfile(member).read()
+                    urls[found_urls.groups()] = _decode(raw, member.name).splitlines()
+                    continue
                 match = _MEMBER.match(member.name)
                 if not member.isfile() or not match:
                     continue
@@ -119,10 +136,41 @@ def read_archive(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     if missing:
         raise ArchiveError(f"{path} has no reviews in {', '.join(missing)}: the archive is "
                            "incomplete; download it again")
-    labelled = _tidy(table[table.label != "unsup"])
+    table["movie_id"] = _movie_ids(table, urls, path)
+    labelled = _tidy(table[table.label != "unsup"])[LABELLED_COLUMNS]
     labelled["label"] = (labelled.label == "pos").astype("int8")
-    unlabelled = _tidy(table[table.label == "unsup"]).drop(columns=["label", "rating"])
+    unlabelled = _tidy(table[table.label == "unsup"])[UNLABELLED_COLUMNS]
     return labelled, unlabelled
+
+
+def _movie_ids(table: pd.DataFrame, urls: dict[tuple[str, str], list[str]],
+               archive: Path) -> pd.Series:
+    """Each review's IMDB title id, from line <id> of its folder's urls file."""
+    movie_ids = pd.Series("", index=table.index)
+    for (split, label), folder in table.groupby(["split", "label"], sort=True):
+        name = f"aclImdb/{split}/urls_{label}.txt"
+        if (split, label) not in urls:
+            raise ArchiveError(f"{archive} has no {name}, which gives the movie of each review "
+                               f"in aclImdb/{split}/{label}/: the archive is incomplete; "
+                               "download it again")
+        lines = urls[split, label]
+        ids = []
+        for number, line in enumerate(lines, start=1):
+            match = _MOVIE_URL.search(line)
+            if not match:
+                raise ArchiveError(f"{archive}: {name} line {number} is not an IMDB title URL "
+                                   f"(.../title/tt<digits>/...): {line[:80]!r}; the archive is "
+                                   "corrupt; download it again")
+            ids.append(match.group(1))
+        beyond = folder[folder.id >= len(ids)]
+        if len(beyond):
+            first = beyond.sort_values("id").iloc[0]
+            raise ArchiveError(
+                f"{archive}: {name} has {len(ids)} lines, so review aclImdb/{split}/{label}/"
+                f"{first.id}_{first.rating}.txt has no movie (it needs line {first.id + 1}): the "
+                "archive is incomplete or corrupt; download it again")
+        movie_ids.loc[folder.index] = [ids[i] for i in folder.id]
+    return movie_ids
 
 
 def _refuse_unsafe(member: tarfile.TarInfo, archive: Path) -> None:

@@ -1,10 +1,11 @@
 """Stage `evaluate@<architecture>`: score the trained model on the held-out test set.
 
-Writes metrics/eval/<arch>.json (metrics with bootstrap confidence intervals, Brier score,
-inference time), predictions/<arch>.parquet (id, label, probability per test review, for the
-report's paired tests) and the curve data plots/{roc,precision_recall,calibration}/<arch>.csv,
-and logs the same to the architecture's MLflow run. The baseline stage scores itself with
-the same functions, so every model is measured the same way.
+Writes metrics/eval/<arch>.json (metrics with bootstrap confidence intervals, Brier score),
+timings/evaluate/<arch>.json (inference time on this machine), predictions/<arch>.parquet
+(id, label, probability per test review, for the report's paired tests) and the curve data
+plots/{roc,precision_recall,calibration}/<arch>.csv, and logs the same to the architecture's
+MLflow run. The baseline stage scores itself with the same functions, so every model is
+measured the same way.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pipeline.train import MODEL_FILE, MODELS_DIR, RUN_FILE
 log = logging.getLogger(__name__)
 
 EVAL_METRICS_DIR = Path("metrics/eval")
+EVAL_TIMINGS_DIR = Path("timings/evaluate")  # inference time: this machine, not the model
 PREDICTIONS_DIR = Path("predictions")
 CURVES_DIR = Path("plots")
 CURVES = ("roc", "precision_recall", "calibration")  # plots/<curve>/<model>.csv
@@ -191,15 +193,17 @@ def main(architecture: str) -> None:
                                 params.train.bucket_width, params.prepare.padding)
     seconds = time.perf_counter() - started
     scores, curves = score(y_test, probability, params.evaluate, params.seed)
-    scores["predict_ms_per_review"] = round(1000 * seconds / len(y_test), 3)
+    timings = {"predict_ms_per_review": round(1000 * seconds / len(y_test), 3)}
 
     tracking.setup()
     with resume_run(architecture, model_dir / RUN_FILE):
         log_to_mlflow(scores, curves)
+        mlflow.log_metrics({f"test_{k}": v for k, v in timings.items()})
     write_predictions_and_curves(architecture,
                                  predictions_frame(load_test_ids(), y_test, probability), curves)
     write_json(EVAL_METRICS_DIR / f"{architecture}.json", scores)
-    log.info("%s test: %s", architecture, scores)
+    write_json(EVAL_TIMINGS_DIR / f"{architecture}.json", timings)
+    log.info("%s test: %s, %s", architecture, scores, timings)
 
 
 if __name__ == "__main__":

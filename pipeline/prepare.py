@@ -1,8 +1,9 @@
 """Stage `prepare`: split, learn the vocabulary on the training part, encode and pad.
 
-The 25k test reviews stay the held-out test set; the validation set is a stratified, seeded
-slice of the 25k training reviews. Text standardization lives in `standardize`, a TensorFlow
-function that the raw-text inference model reuses, so serving sees exactly what training saw.
+The 25k test reviews stay the held-out test set; the validation set is a seeded slice of the
+25k training reviews, stratified by label and grouped by movie (see `split_reviews`). Text
+standardization lives in `standardize`, a TensorFlow function that the raw-text inference
+model reuses, so serving sees exactly what training saw.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedGroupKFold
 
-from pipeline import run_stage
+from pipeline import UserError, run_stage
 from pipeline.config import PrepareParams, load_params
 from pipeline.io import atomic_path, write_json
 from pipeline.validate import VALIDATED_PATH
@@ -41,10 +42,41 @@ def standardize(text: tf.Tensor) -> tf.Tensor:
 
 
 def split_reviews(reviews: pd.DataFrame, val_fraction: float, seed: int) -> dict[str, pd.DataFrame]:
+    """{"train": the fit part, "val": validation, "test": the test split, untouched}.
+
+    IMDB's train and test splits share no movie, so the test accuracy is measured on movies
+    the model never saw. A validation set drawn review by review would share about 1,900
+    movies with the fit part (a movie has up to 30 reviews, often of one tone, naming its
+    title and actors), and its accuracy would overstate the test accuracy. So validation is
+    grouped by movie, like the test split: the first fold of
+    `StratifiedGroupKFold(n_splits=round(1 / val_fraction), shuffle=True, random_state=seed)`
+    over the training reviews, grouped by `movie_id` and stratified by label. No movie is in
+    both the fit part and validation; the validation share is about 1 / n_splits (0.2 for
+    0.2) and its positive share about the training one. The same table and seed give the
+    same split.
+    """
     train = reviews[reviews.split == "train"]
-    fit, val = train_test_split(train, test_size=val_fraction, random_state=seed,
-                                stratify=train.label)
-    return {"train": fit, "val": val, "test": reviews[reviews.split == "test"]}
+    n_splits = round(1 / val_fraction)
+    if n_splits < 2:
+        raise UserError(f"prepare.val_fraction {val_fraction} is too large for a split grouped "
+                        "by movie: it is carved as one fold of round(1 / val_fraction) >= 2; "
+                        "use at most 0.66")
+    if "movie_id" not in train:
+        raise UserError("the reviews have no movie_id column, so validation cannot be grouped "
+                        "by movie: rerun `dvc repro validate` (the download stage adds it)")
+    movies = train.movie_id.to_numpy()
+    if len(set(movies)) < n_splits:
+        raise UserError(f"{len(set(movies))} training movies cannot make {n_splits} folds "
+                        f"(prepare.val_fraction {val_fraction}): too few training reviews")
+    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    fit_rows, val_rows = next(folds.split(train, train.label, groups=movies))
+    return {"train": train.iloc[np.sort(fit_rows)], "val": train.iloc[np.sort(val_rows)],
+            "test": reviews[reviews.split == "test"]}
+
+
+def shared_movies(first: pd.DataFrame, second: pd.DataFrame) -> int:
+    """How many movies have reviews in both tables (0 between fit and val, by construction)."""
+    return len(set(first.movie_id) & set(second.movie_id))
 
 
 def make_vectorizer(vocabulary: list[str] | None = None, vocab_size: int | None = None):
@@ -108,7 +140,9 @@ def main() -> None:
         for name, df in splits.items():
             x = pad(sequences[name], prep.maxlen, prep.padding, prep.truncating)
             np.savez(tmp / f"{name}.npz", x=x, y=labels[name], id=df.id.to_numpy())
-    write_json(DATA_REPORT_PATH, data_report(sequences, labels, prep.maxlen))
+    report = data_report(sequences, labels, prep.maxlen)
+    report["movies_shared_train_val"] = shared_movies(splits["train"], splits["val"])
+    write_json(DATA_REPORT_PATH, report)
     log.info("wrote %s (vocabulary of %d) and %s", PREPARED_DIR, len(vocabulary),
              DATA_REPORT_PATH)
 

@@ -3,8 +3,10 @@ and offer the best architecture as the champion.
 
 Reads what train, evaluate and baseline wrote; runs the behavioral tests (pipeline/behavior.py)
 on the best model. Writes to reports/: comparison.md (the report), report.html (the same, one
-self-contained page with the charts embedded), comparison.csv, overfitting.csv, behavior.csv,
-promotion.json and the charts as PNGs, all logged to one MLflow run.
+self-contained page with the charts embedded, plus the timings table), comparison.csv,
+overfitting.csv, tuning.csv, behavior.csv, timings.csv, promotion.json and the charts as PNGs,
+all logged to one MLflow run. Only report.html, timings.csv and accuracy_vs_training_time.png
+hold what the machine measured (timings/): every other table is the same for the same params.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import mlflow
 import pandas as pd
 
 from pipeline import UserError, behavior, run_stage, tracking
-from pipeline.baseline import BASELINE_METRICS_PATH, BASELINE_NAME
+from pipeline.baseline import BASELINE_METRICS_PATH, BASELINE_NAME, BASELINE_TIMINGS_PATH
 from pipeline.charts import (
     accuracy_chart,
     accuracy_vs_time_chart,
@@ -30,28 +32,38 @@ from pipeline.comparison import (
     best_architecture,
     comparison_table,
     overfitting_table,
+    timings_table,
+    tuning_table,
 )
 from pipeline.config import load_params
 from pipeline.download import REVIEWS_PATH
-from pipeline.evaluate import CURVES, CURVES_DIR, EVAL_METRICS_DIR, PREDICTIONS_DIR
+from pipeline.evaluate import (
+    CURVES,
+    CURVES_DIR,
+    EVAL_METRICS_DIR,
+    EVAL_TIMINGS_DIR,
+    PREDICTIONS_DIR,
+)
 from pipeline.export import EXPORT_DIR, TEXT_COLUMN
 from pipeline.io import atomic_path, read_json, write_json
 from pipeline.registry import promote_if_better
 from pipeline.report_page import report_markdown, to_html
-from pipeline.train import HISTORY_DIR, TRAIN_METRICS_DIR
+from pipeline.train import HISTORY_DIR, TRAIN_METRICS_DIR, TRAIN_TIMINGS_DIR, TUNED_DIR
 
 log = logging.getLogger(__name__)
 
 REPORTS_DIR = Path("reports")
 
 
-def write_charts(directory: Path, table: pd.DataFrame, histories: dict[str, pd.DataFrame],
-                 train_metrics: dict[str, dict],
+def write_charts(directory: Path, table: pd.DataFrame, timings: pd.DataFrame,
+                 histories: dict[str, pd.DataFrame], train_metrics: dict[str, dict],
                  curves: dict[str, dict[str, pd.DataFrame]]) -> None:
     kept = {arch: train_metrics[arch]["best_epoch"] for arch in histories}
     by_name = table.set_index("architecture")
     accuracy_chart(table, directory / "accuracy.png")
-    accuracy_vs_time_chart(table, directory / "accuracy_vs_training_time.png")
+    accuracy_vs_time_chart(table.merge(timings[["architecture", "train_seconds"]],
+                                       on="architecture"),
+                           directory / "accuracy_vs_training_time.png")
     for metric in ("loss", "accuracy"):
         learning_curves_chart(histories, kept, directory / f"learning_curves_{metric}.png",
                               metric)
@@ -92,8 +104,11 @@ def load_inputs(architectures: tuple[str, ...]) -> dict:
     expected = [*(TRAIN_METRICS_DIR / f"{a}.json" for a in architectures),
                 *(HISTORY_DIR / f"{a}.csv" for a in architectures),
                 *(EVAL_METRICS_DIR / f"{a}.json" for a in architectures), BASELINE_METRICS_PATH,
+                *(TRAIN_TIMINGS_DIR / f"{a}.json" for a in architectures),
+                *(EVAL_TIMINGS_DIR / f"{a}.json" for a in architectures), BASELINE_TIMINGS_PATH,
                 *(PREDICTIONS_DIR / f"{n}.parquet" for n in names),
-                *(CURVES_DIR / c / f"{n}.csv" for c in CURVES for n in names)]
+                *(CURVES_DIR / c / f"{n}.csv" for c in CURVES for n in names),
+                *(TUNED_DIR / f"{a}.json" for a in architectures)]
     missing = [str(path) for path in expected if not path.exists()]
     if missing:
         raise UserError(f"missing {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}: "
@@ -101,7 +116,13 @@ def load_inputs(architectures: tuple[str, ...]) -> dict:
     return {
         "train": {a: read_json(TRAIN_METRICS_DIR / f"{a}.json") for a in architectures},
         "eval": {a: read_json(EVAL_METRICS_DIR / f"{a}.json") for a in architectures},
+        "tuned": {a: read_json(TUNED_DIR / f"{a}.json") for a in architectures},
         "baseline": read_json(BASELINE_METRICS_PATH),
+        "timings": {"train": {a: read_json(TRAIN_TIMINGS_DIR / f"{a}.json")
+                              for a in architectures},
+                    "evaluate": {a: read_json(EVAL_TIMINGS_DIR / f"{a}.json")
+                                 for a in architectures},
+                    "baseline": read_json(BASELINE_TIMINGS_PATH)},
         "histories": {a: pd.read_csv(HISTORY_DIR / f"{a}.csv") for a in architectures},
         "predictions": {n: pd.read_parquet(PREDICTIONS_DIR / f"{n}.parquet") for n in names},
         "curves": {c: {n: pd.read_csv(CURVES_DIR / c / f"{n}.csv") for n in names}
@@ -112,13 +133,26 @@ def load_inputs(architectures: tuple[str, ...]) -> dict:
 def write_report(directory: Path, inputs: dict, table: pd.DataFrame,
                  overfitting: pd.DataFrame, best: str, alpha: float, n_bootstrap: int,
                  extra_markdown: str = "") -> None:
-    """The tables as CSV, the charts, comparison.md and the self-contained report.html."""
+    """The tables as CSV, the charts, comparison.md and the self-contained report.html.
+
+    The machine's timings go to timings.csv and report.html only: comparison.md, comparison.csv
+    and overfitting.csv hold nothing that differs between two runs of the same params.
+    """
+    timings = timings_table(inputs["timings"]["train"], inputs["timings"]["evaluate"],
+                            inputs["timings"]["baseline"], table.architecture.tolist())
+    tuning = tuning_table(inputs["tuned"], inputs["train"], inputs["eval"])
     table.to_csv(directory / "comparison.csv", index=False)
+    tuning.to_csv(directory / "tuning.csv", index=False)
     overfitting.to_csv(directory / "overfitting.csv", index=False)
-    write_charts(directory, table, inputs["histories"], inputs["train"], inputs["curves"])
-    markdown = report_markdown(table, overfitting, best, alpha, n_bootstrap) + extra_markdown
+    timings.to_csv(directory / "timings.csv", index=False)
+    write_charts(directory, table, timings, inputs["histories"], inputs["train"],
+                 inputs["curves"])
+    markdown = report_markdown(table, overfitting, best, alpha, n_bootstrap,
+                               tuning=tuning) + extra_markdown
     (directory / "comparison.md").write_text(markdown, encoding="utf-8")
-    (directory / "report.html").write_text(to_html(markdown, directory), encoding="utf-8")
+    page = report_markdown(table, overfitting, best, alpha, n_bootstrap, timings,
+                           tuning) + extra_markdown
+    (directory / "report.html").write_text(to_html(page, directory), encoding="utf-8")
 
 
 def gate_markdown(decision: dict, per_test: pd.DataFrame) -> str:

@@ -37,17 +37,15 @@ def to_markdown(table: pd.DataFrame, best: str) -> str:
     """The comparison table, best test accuracy first."""
     level = f"{table.confidence.iloc[0]:.0%} CI"
     headings = ["model", f"test accuracy [{level}]", f"F1 [{level}]", "ROC-AUC", "parameters",
-                "epochs (kept)", "training time (s)", "inference (ms/review)",
-                "vs TF-IDF baseline", f"vs best ({best})"]
+                "epochs (kept)", "vs TF-IDF baseline", f"vs best ({best})"]
     rows = []
     for _, row in table.iterrows():
         name = f"**{row.architecture}** (baseline)" if row.is_baseline else row.architecture
         epochs = "—" if row.is_baseline else f"{int(row.epochs)} ({int(row.best_epoch)})"
         rows.append([name, _ci(row, "accuracy"), _ci(row, "f1"), f"{row.roc_auc:.4f}",
-                     f"{int(row.parameters):,}", epochs, f"{row.train_seconds:.1f}",
-                     f"{row.predict_ms_per_review:.3f}", _or_dash(row.vs_baseline_text),
+                     f"{int(row.parameters):,}", epochs, _or_dash(row.vs_baseline_text),
                      _or_dash(row.vs_best_text)])
-    return "\n".join(_markdown_table(headings, rows, "lrrrrrrrll"))
+    return "\n".join(_markdown_table(headings, rows, "lrrrrrll"))
 
 
 def summary_markdown(table: pd.DataFrame, best: str, alpha: float) -> str:
@@ -60,11 +58,11 @@ def summary_markdown(table: pd.DataFrame, best: str, alpha: float) -> str:
     top = nets[nets.architecture == best].iloc[0]
     lines = [
         f"The TF-IDF + logistic-regression baseline (word uni- and bigrams) reaches "
-        f"**{_ci(base, 'accuracy')}** test accuracy after {base.train_seconds:.0f} s of "
-        f"training. Of {len(nets)} architectures, **{better} are significantly better**, "
-        f"**{worse} significantly worse** and {len(nets) - better - worse} not significantly "
-        f"different (McNemar, α={alpha:.2g}). The best architecture, `{best}`, reaches "
-        f"{_ci(top, 'accuracy')}: {top.vs_baseline_text} against the baseline."]
+        f"**{_ci(base, 'accuracy')}** test accuracy. Of {len(nets)} architectures, "
+        f"**{better} are significantly better**, **{worse} significantly worse** and "
+        f"{len(nets) - better - worse} not significantly different (McNemar, α={alpha:.2g}). "
+        f"The best architecture, `{best}`, reaches {_ci(top, 'accuracy')}: "
+        f"{top.vs_baseline_text} against the baseline."]
     if better == 0:
         lines.append("No architecture is significantly more accurate than the baseline, so on "
                      "test accuracy alone the baseline is the one to pick.")
@@ -77,9 +75,28 @@ METHOD_NOTES = """\
 - **Significance**: McNemar's exact test on paired predictions (the same reviews for every
   model): a two-sided binomial test on the reviews exactly one of the two models gets right.
   Significant means p < {alpha:.2g} (`1 - evaluate.confidence`); p-values are not adjusted for
-  the {tests} comparisons (Bonferroni would ask for p < {bonferroni:.2g}).
-- **Inference time**: the networks score token ids prepared in advance (batched by length);
-  the baseline's time includes vectorizing the raw text. Times depend on the machine."""
+  the {tests} comparisons (Bonferroni would ask for p < {bonferroni:.2g})."""
+
+TIMINGS_POINTER = (
+    "Training and inference times depend on the machine, not on the params, so this file and "
+    "`comparison.csv` leave them out (two runs of the same params give the same bytes): they "
+    "are in `timings.csv`, in the chart above and in the Timings table of `report.html`.")
+
+
+def timings_markdown(timings: pd.DataFrame) -> str:
+    """The machine's figures (reports/timings.csv) for report.html only."""
+    rows = [[f"**{row.architecture}** (baseline)" if row.is_baseline else row.architecture,
+             f"{row.train_seconds:.1f}", f"{row.train_samples_per_second:,.1f}",
+             f"{row.predict_ms_per_review:.3f}"] for row in timings.itertuples()]
+    return "\n".join([
+        "## Timings (this machine)", "",
+        "Seconds measured on the machine that ran the pipeline (in `timings/` and "
+        "`timings.csv`); another machine, or another run on this one, gives other numbers. "
+        "The networks score token ids prepared in advance (batched by length); the baseline's "
+        "inference time includes vectorizing the raw text, and its samples/s is one pass over "
+        "the training reviews.", "",
+        *_markdown_table(["model", "training time (s)", "training samples/s",
+                          "inference (ms/review)"], rows, "lrrr")])
 
 
 def significance_markdown(table: pd.DataFrame, best: str) -> str:
@@ -140,8 +157,32 @@ def overfitting_markdown(overfitting: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def tuning_markdown(tuning: pd.DataFrame) -> str:
+    """Defaults against tuned values, validation and test, and the validation-test gap."""
+    rows = [[row.architecture, str(row.trials) if row.tuned else "not tuned",
+             f"{_pct(row.defaults_val_accuracy)} / {_pct(row.tuned_val_accuracy)}",
+             f"{row.val_gain_pts:+.2f}",
+             f"{_pct(row.defaults_test_accuracy)} / {_pct(row.tuned_test_accuracy)}",
+             f"{row.test_gain_pts:+.2f}", f"{row.val_test_gap_pts:+.2f}"]
+            for row in tuning.itertuples()]
+    return "\n".join([
+        "Every trial trains as the train stage does (whole training split, same epochs, early "
+        "stopping and seed), so a trial's validation accuracy is the final model's; trial 0 is "
+        "the params.yaml defaults. The study ranks trials on validation accuracy only; the "
+        "defaults' test accuracy is recorded after the fact, to show what tuning bought on "
+        "unseen reviews. Validation is grouped by movie like the test set, so the last column "
+        "(validation minus test accuracy of the trained model) shows how well validation "
+        "predicts the test set.", "",
+        *_markdown_table(["architecture", "trials (defaults incl.)",
+                          "val accuracy: defaults / tuned", "val gain (pts)",
+                          "test accuracy: defaults / tuned", "test gain (pts)",
+                          "val - test (pts)"], rows, "lrrrrrr")])
+
+
 def report_markdown(table: pd.DataFrame, overfitting: pd.DataFrame, best: str, alpha: float,
-                    n_bootstrap: int) -> str:
+                    n_bootstrap: int, timings: pd.DataFrame | None = None,
+                    tuning: pd.DataFrame | None = None) -> str:
+    """The report; with `timings` (report.html) their table, else (comparison.md) a pointer."""
     reviews = int(table.test_reviews.max())
     tests = 2 * len(table) - 3  # each model vs the baseline, and vs the best
     return "\n".join([
@@ -152,6 +193,7 @@ def report_markdown(table: pd.DataFrame, overfitting: pd.DataFrame, best: str, a
                             bonferroni=alpha / tests), "",
         "![Test accuracy with confidence intervals](accuracy.png)", "",
         "![Accuracy vs training time](accuracy_vs_training_time.png)", "",
+        TIMINGS_POINTER if timings is None else timings_markdown(timings), "",
         f"## Paired significance: `{best}` against every other model", "",
         significance_markdown(table, best), "",
         "## ROC and precision-recall", "",
@@ -162,6 +204,8 @@ def report_markdown(table: pd.DataFrame, overfitting: pd.DataFrame, best: str, a
         "the reliability diagram's bins.", "",
         calibration_markdown(table), "",
         "![Reliability diagram](calibration.png)", "",
+        *(["## Tuning: the params.yaml defaults against the tuned values", "",
+            tuning_markdown(tuning), ""] if tuning is not None else []),
         "## Lesson 3: overfitting", "",
         overfitting_markdown(overfitting), "",
         "![Learning curves, loss](learning_curves_loss.png)", "",

@@ -8,7 +8,8 @@ lesson reuses what the train and evaluate stages measured; at every other length
 architecture afresh with the train stage's hyperparameters and settings, except that training
 stops after lessons.max_epochs epochs.
 
-    python -m pipeline.sequence_length <arch>   # lessons/sequence_length/<arch>.json
+    python -m pipeline.sequence_length <arch>   # lessons/sequence_length/<arch>.json and
+                                                # timings/sequence_length/<arch>.json
     python -m pipeline.sequence_length summary  # lessons/sequence_length.{csv,md,png}, MLflow run
 """
 
@@ -30,7 +31,14 @@ from pipeline.evaluate import EVAL_METRICS_DIR, classification_metrics
 from pipeline.io import atomic_path, read_json, write_json
 from pipeline.models import build_model
 from pipeline.prepare import PREPARED_DIR, SPLITS, load_split
-from pipeline.train import TRAIN_METRICS_DIR, compile_model, final_model_params, fit, summarize
+from pipeline.train import (
+    TRAIN_METRICS_DIR,
+    compile_model,
+    final_model_params,
+    fit,
+    summarize,
+    training_timings,
+)
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
@@ -40,8 +48,10 @@ log = logging.getLogger(__name__)
 LESSONS_DIR = Path("lessons")
 RESULTS_DIR = LESSONS_DIR / "sequence_length"
 SUMMARY = LESSONS_DIR / "sequence_length"  # .csv, .md, .png
-COLUMNS = ["architecture", "maxlen", "accuracy", "roc_auc", "epochs", "best_epoch",
-           "train_seconds", "source"]
+# Training time at each length this lesson trains (the train stage's is in timings/train/):
+# machine figures, kept out of lessons/ so that the same params give the same lesson files.
+TIMINGS_DIR = Path("timings/sequence_length")
+COLUMNS = ["architecture", "maxlen", "accuracy", "roc_auc", "epochs", "best_epoch", "source"]
 
 
 def hyperparameters(params: Params, architecture: str) -> ModelParams:
@@ -66,8 +76,11 @@ def cut(x: np.ndarray, maxlen: int, prepare: PrepareParams) -> np.ndarray:
     return x[:, -maxlen:] if prepare.padding == "pre" else x[:, :maxlen]
 
 
-def train_and_score(architecture: str, maxlen: int, data: dict, params: Params) -> dict:
-    """Train `architecture` on reviews cut to `maxlen` tokens and score it on the test set."""
+def train_and_score(architecture: str, maxlen: int, data: dict, params: Params
+                    ) -> tuple[dict, dict]:
+    """Train `architecture` on reviews cut to `maxlen` tokens and score it on the test set.
+
+    Returns (scores, timings): what the model scored, and how long training took here."""
     model_params = hyperparameters(params, architecture)
     train = dataclasses.replace(params.train, max_epochs=params.lessons.max_epochs)
     short = {split: (cut(x, maxlen, params.prepare), y) for split, (x, y) in data.items()}
@@ -80,7 +93,8 @@ def train_and_score(architecture: str, maxlen: int, data: dict, params: Params) 
     probability = predict_proba(model, x_test, params.evaluate.batch_size, train.bucket_width,
                                 params.prepare.padding)
     scores = classification_metrics(y_test, probability, params.evaluate.threshold)
-    return _row(scores, summarize(history, seconds, model, len(short["train"][1])))
+    return (_row(scores, summarize(history, model)),
+            training_timings(history, seconds, len(short["train"][1])))
 
 
 def reused_scores(architecture: str) -> dict:
@@ -91,8 +105,7 @@ def reused_scores(architecture: str) -> dict:
 
 def _row(scores: dict, training: dict) -> dict:
     return {"accuracy": scores["accuracy"], "roc_auc": scores["roc_auc"],
-            "epochs": training["epochs"], "best_epoch": training["best_epoch"],
-            "train_seconds": training["train_seconds"]}
+            "epochs": training["epochs"], "best_epoch": training["best_epoch"]}
 
 
 def summary_table(results: dict[str, dict], reused_maxlen: int) -> pd.DataFrame:
@@ -150,14 +163,17 @@ def main(architecture: str) -> None:
     params = load_params()
     hyperparameters(params, architecture)  # an unknown architecture fails here, naming the choices
     data = {split: load_split(split) for split in SPLITS}
-    results = {}
+    results, timings = {}, {}
     for maxlen in params.lessons.maxlens:
+        key = f"maxlen_{maxlen}"
         if maxlen == params.prepare.maxlen:
-            results[f"maxlen_{maxlen}"] = reused_scores(architecture)
+            results[key] = reused_scores(architecture)
         else:
-            results[f"maxlen_{maxlen}"] = train_and_score(architecture, maxlen, data, params)
-        log.info("%s at maxlen %d: %s", architecture, maxlen, results[f"maxlen_{maxlen}"])
+            results[key], timings[key] = train_and_score(architecture, maxlen, data, params)
+        log.info("%s at maxlen %d: %s %s", architecture, maxlen, results[key],
+                 timings.get(key, "(the train stage's model)"))
     write_json(RESULTS_DIR / f"{architecture}.json", results)
+    write_json(TIMINGS_DIR / f"{architecture}.json", timings)
 
 
 def main_summary() -> None:

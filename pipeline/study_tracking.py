@@ -16,6 +16,8 @@ import mlflow
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from pipeline import tracking
+
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "imdb-sentiment-tuning"
@@ -37,8 +39,9 @@ class TrialLogger:
         run = self.client.create_run(
             self.parent.info.experiment_id, start_time=_ms(trial.datetime_start),
             run_name=f"trial-{trial.number}",
-            tags={"mlflow.parentRunId": self.parent.info.run_id, "study": study.study_name,
-                  "trial": str(trial.number), "state": trial.state.name})
+            tags={**tracking.lineage_tags(), "mlflow.parentRunId": self.parent.info.run_id,
+                  "study": study.study_name, "trial": str(trial.number),
+                  "state": trial.state.name})
         step_time = _ms(trial.datetime_complete) or 0
         metrics = [mlflow.entities.Metric("val_accuracy", value, step_time, step)
                    for step, value in sorted(trial.intermediate_values.items())]
@@ -67,7 +70,7 @@ def parent_run_id(study: optuna.Study, created: bool, tags: dict, identity: dict
             log.info("parent run %s is not in this tracking store; starting another", run_id)
     experiment = mlflow.get_experiment_by_name(EXPERIMENT)
     run = client.create_run(experiment.experiment_id, run_name=f"tune-{tags['architecture']}",
-                            tags={**tags, "study": study.study_name})
+                            tags={**tracking.lineage_tags(), **tags, "study": study.study_name})
     client.log_batch(run.info.run_id, params=[mlflow.entities.Param(k, str(v)[:6000])
                                               for k, v in identity.items()])
     study.set_user_attr(PARENT_RUN_ATTR, run.info.run_id)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import os
+import platform
 import socket
 import subprocess
+from importlib import metadata
 from pathlib import Path
 
 import mlflow
@@ -88,14 +91,16 @@ def process_tags() -> dict[str, str]:
 
 
 def tag_new_runs() -> None:
-    """Add process_tags() to every run mlflow.start_run creates from now on in this process.
+    """Add process_tags() and lineage_tags() to every run mlflow.start_run creates from now on
+    in this process.
 
     MLflow's own MLFLOW_RUN_CONTEXT variable (a JSON dict of tags) does this for each new run;
     tags a caller passes to start_run still win. A resumed run (start_run(run_id=...)) keeps the
     tags of the process that created it: resume with resume_run() instead.
     """
     context = json.loads(os.environ.get("MLFLOW_RUN_CONTEXT") or "{}")
-    os.environ["MLFLOW_RUN_CONTEXT"] = json.dumps({**context, **process_tags()})
+    os.environ["MLFLOW_RUN_CONTEXT"] = json.dumps({**context, **process_tags(),
+                                                    **lineage_tags()})
 
 
 def resume_run(run_id: str) -> mlflow.ActiveRun:
@@ -159,15 +164,77 @@ def mark_killed_runs() -> list[str]:
     return [run.info.run_id for run in killed]
 
 
-def git_commit() -> str:
+# What a run's git_code_differs and git_params_differ tags compare with HEAD. The pipeline's
+# own outputs (metrics/, reports/, tuned/, plots/, lessons/, timings/, dvc.lock) are left out:
+# every stage rewrites some of them, so comparing them would flag every run.
+CODE_PATHS = ("pipeline", "dvc.yaml", "pyproject.toml", "benchmarks")
+PARAMS_PATHS = ("params.yaml",)
+# version.<tag> -> the distributions that provide it, the first one installed wins
+VERSIONED_PACKAGES = {
+    "tensorflow": ("tensorflow-cpu", "tensorflow"),
+    "keras": ("keras",),
+    "numpy": ("numpy",),
+    "pandas": ("pandas",),
+    "scikit-learn": ("scikit-learn",),
+    "mlflow": ("mlflow",),
+    "optuna": ("optuna",),
+    "dvc": ("dvc",),
+}
+NOT_INSTALLED = "not installed"
+
+
+def _git(directory: str, *args: str) -> str:
+    return subprocess.run(["git", "-C", directory, *args], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+@functools.cache
+def _git_tags(directory: str) -> dict[str, str]:
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
+        commit = _git(directory, "rev-parse", "HEAD")
+        differs = {name: "true" if _git(directory, "status", "--porcelain",
+                                        "--untracked-files=all", "--", *paths) else "false"
+                   for name, paths in (("git_code_differs", CODE_PATHS),
+                                       ("git_params_differ", PARAMS_PATHS))}
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return commit + ("-dirty" if dirty else "")
+        return {"git_commit": "unknown", "git_code_differs": "unknown",
+                "git_params_differ": "unknown"}
+    return {"git_commit": commit, **differs}
+
+
+def git_tags() -> dict[str, str]:
+    """git_commit: HEAD's sha ("unknown" outside git); git_code_differs / git_params_differ:
+    "true" when the code (CODE_PATHS, untracked files included) or params.yaml differ from it.
+
+    Computed once per process and working directory: stages change outputs, not code.
+    """
+    return _git_tags(str(Path.cwd().resolve()))
+
+
+def git_commit() -> str:
+    """HEAD's sha, never suffixed: whether the code differs is git_tags()' other tags."""
+    return git_tags()["git_commit"]
+
+
+@functools.cache
+def package_versions() -> dict[str, str]:
+    """version.<name> tags: Python and the packages the numbers depend on."""
+    versions = {"version.python": platform.python_version()}
+    for name, distributions in VERSIONED_PACKAGES.items():
+        versions[f"version.{name}"] = NOT_INSTALLED
+        for distribution in distributions:
+            try:
+                versions[f"version.{name}"] = metadata.version(distribution)
+                break
+            except metadata.PackageNotFoundError:
+                continue
+    return versions
+
+
+def lineage_tags() -> dict[str, str]:
+    """What every run carries to be reproduced: the commit, whether code and params differ
+    from it, and the package versions."""
+    return {**git_tags(), **package_versions()}
 
 
 def data_hash(directory: Path) -> str:
@@ -182,11 +249,12 @@ def data_hash(directory: Path) -> str:
 
 
 def reproducibility_tags(architecture: str, prepared_dir: Path) -> dict[str, str]:
-    """Also carries process_tags(), for runs made with MlflowClient.create_run (tune's parent)."""
+    """Also carries process_tags() and lineage_tags(), for runs made with
+    MlflowClient.create_run (tune's parent), which MLFLOW_RUN_CONTEXT does not reach."""
     return {
         "architecture": architecture,
-        "git_commit": git_commit(),
         "data_hash": data_hash(prepared_dir),
+        **lineage_tags(),
         **process_tags(),
     }
 
@@ -198,7 +266,7 @@ def log_lesson(stage: str, params: dict, metrics: dict, files: list[Path],
     `files` may be temporary paths: each is logged under its own name.
     """
     setup()
-    tags = {"stage": stage, "git_commit": git_commit(), "data_hash": data_hash(prepared_dir)}
+    tags = {"stage": stage, "data_hash": data_hash(prepared_dir), **lineage_tags()}
     with mlflow.start_run(run_name=stage.replace("_", "-"), tags=tags):
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)

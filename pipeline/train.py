@@ -3,7 +3,8 @@
 Hyperparameters: models.<arch> in params.yaml, overridden by the tune stage's winners in
 tuned/<arch>.json (see `final_model_params`).
 Writes models/<arch>/model.keras (best weights), models/<arch>/run.json (the MLflow run that
-evaluate continues), plots/history/<arch>.csv and metrics/train/<arch>.json.
+evaluate continues), plots/history/<arch>.csv, metrics/train/<arch>.json (what training scored)
+and timings/train/<arch>.json (how long it took here).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 MODELS_DIR = Path("models")
 HISTORY_DIR = Path("plots/history")
 TRAIN_METRICS_DIR = Path("metrics/train")
+TRAIN_TIMINGS_DIR = Path("timings/train")  # seconds and samples/s: this machine, not the model
 TUNED_DIR = Path("tuned")
 MODEL_FILE, RUN_FILE = "model.keras", "run.json"
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
@@ -77,14 +79,25 @@ def early_stopping(patience: int) -> keras.callbacks.EarlyStopping:
                                          restore_best_weights=True)
 
 
+def schedule(train: TrainParams) -> list[keras.callbacks.Callback]:
+    """Early stopping, and the learning rate cut by `reduce_lr_factor` after each epoch whose
+    val_loss is no better: one noisy epoch then slows training instead of ending it."""
+    callbacks = [early_stopping(train.patience)]
+    if train.reduce_lr_factor < 1:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=train.reduce_lr_factor, patience=0, verbose=0))
+    return callbacks
+
+
 def fit(model: keras.Model, data: dict, model_params: ModelParams, train: TrainParams,
         padding: str, seed: int, callbacks=()) -> tuple[pd.DataFrame, float]:
-    """Train with early stopping on val_loss, best weights restored. Returns (history, seconds)."""
+    """Train with `schedule` (early stopping on val_loss, best weights restored).
+    Returns (history, seconds)."""
     bucket_width = train.bucket_width if accepts_any_length(model) else 0
     batch_size = model_params.batch_size
     train_ds = make_dataset(*data["train"], batch_size, bucket_width, padding, seed=seed)
     val_ds = make_dataset(*data["val"], batch_size, bucket_width, padding)
-    callbacks = [early_stopping(train.patience), *callbacks]
+    callbacks = [*schedule(train), *callbacks]
     # Repeated datasets with their steps given: Keras then keeps one iterator for the whole fit
     # instead of opening one per epoch; the batches are the same either way (each pass
     # reshuffles). Closing iterators stalled epoch starts until autotuning was turned off
@@ -101,16 +114,23 @@ def fit(model: keras.Model, data: dict, model_params: ModelParams, train: TrainP
     return table, seconds
 
 
-def summarize(history: pd.DataFrame, seconds: float, model: keras.Model, train_size: int) -> dict:
+def summarize(history: pd.DataFrame, model: keras.Model) -> dict:
+    """What the training scored: the same for the same params on any machine."""
     best = history.loc[history.val_loss.idxmin()]
     return {
         "epochs": len(history),
         "best_epoch": int(best.epoch),
         "best_val_loss": round(float(best.val_loss), 4),
         "best_val_accuracy": round(float(best.val_accuracy), 4),
+        "parameters": int(model.count_params()),
+    }
+
+
+def training_timings(history: pd.DataFrame, seconds: float, train_size: int) -> dict:
+    """What the machine measured: kept apart from summarize() in timings/train/<arch>.json."""
+    return {
         "train_seconds": round(seconds, 1),
         "train_samples_per_second": round(train_size * len(history) / seconds, 1),
-        "parameters": int(model.count_params()),
     }
 
 
@@ -159,8 +179,9 @@ def main(architecture: str) -> None:
         mlflow.log_params(flat_params(params, architecture, model_params))
         history, seconds = fit(model, data, model_params, params.train, params.prepare.padding,
                                params.seed, callbacks=[mlflow.keras.MlflowCallback()])
-        summary = summarize(history, seconds, model, len(data["train"][1]))
-        mlflow.log_metrics(summary)
+        summary = summarize(history, model)
+        timings = training_timings(history, seconds, len(data["train"][1]))
+        mlflow.log_metrics({**summary, **timings})
         with atomic_path(MODELS_DIR / architecture) as tmp:
             tmp.mkdir()
             model.save(tmp / MODEL_FILE)
@@ -170,7 +191,8 @@ def main(architecture: str) -> None:
     with atomic_path(HISTORY_DIR / f"{architecture}.csv") as tmp:
         history.round(5).to_csv(tmp, index=False)
     write_json(TRAIN_METRICS_DIR / f"{architecture}.json", summary)
-    log.info("%s: %s", architecture, summary)
+    write_json(TRAIN_TIMINGS_DIR / f"{architecture}.json", timings)
+    log.info("%s: %s, %s", architecture, summary, timings)
 
 
 if __name__ == "__main__":

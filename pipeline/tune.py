@@ -1,10 +1,18 @@
 """Stage `tune@<architecture>`: an Optuna study over search_spaces.<arch>, tracked in MLflow.
 
-Trials train on a stratified share of the training split and are scored on the validation split
-(never the test set); the pruner sees val_accuracy after every epoch. The study lives in a
-storage outside DVC's outputs (default optuna/<arch>.journal), so a rerun continues it, and
-several workers may share it (--storage, or OPTUNA_STORAGE: a journal file or an RDB URL such
-as postgresql://user@host/db). Writes tuned/<arch>.json (what train reads) and
+Every trial trains exactly as `train@<arch>` will: the whole training split, train's epochs,
+early stopping and learning-rate schedule, and the same seed. So a trial's score is the score
+the final model gets, and since trial 0 is the params.yaml defaults, the tuned values are never
+worse on validation than the defaults. Trials are scored on the validation split (never the test
+set); the pruner sees val_accuracy after every epoch and stops trials that fall behind.
+
+The budget is a number of trials (tune.n_trials), and each trial's sampler is seeded from the
+seed and the trial's number, so one worker makes the same trials on any machine, however loaded
+(N workers sharing a study make them in an order set by timing: see README "Tuning").
+tune.max_minutes is only a guard: a study it stops fails the stage, and a rerun continues it.
+The study lives outside DVC's outputs (default optuna/<arch>.journal; --storage or OPTUNA_STORAGE
+for a journal file or an RDB URL such as postgresql://user@host/db). Writes tuned/<arch>.json
+(what train reads; committed to git, so a fresh clone does not tune again) and
 metrics/tune/<arch>.json.
 
     python -m pipeline.tune gru [--storage URL] [--n-trials N]
@@ -22,15 +30,16 @@ import time
 from pathlib import Path
 
 import keras
+import mlflow
 import numpy as np
 import optuna
 import sqlalchemy
 import tensorflow as tf
 from optuna.trial import TrialState
 from optuna_integration import KerasPruningCallback
-from sklearn.model_selection import train_test_split
 
 from pipeline import UserError, run_stage, tracking
+from pipeline.batching import predict_proba
 from pipeline.config import ModelParams, Params, SearchRange, load_params
 from pipeline.io import write_json
 from pipeline.models import build_model
@@ -43,7 +52,7 @@ log = logging.getLogger(__name__)
 STORAGE_DIR = Path("optuna")
 STORAGE_ENV = "OPTUNA_STORAGE"
 TUNE_METRICS_DIR = Path("metrics/tune")
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # the trials n_trials counts
+DEFAULTS_ROLE = {"role": "defaults"}  # the user attribute of the enqueued params.yaml trial
 COUNTED = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED,
            "failed": TrialState.FAIL, "running": TrialState.RUNNING}
 # A NaN loss or a TensorFlow runtime error fails one trial; a bug in our code stops the study.
@@ -63,14 +72,6 @@ def suggest(trial: optuna.Trial, space: dict[str, SearchRange]) -> dict:
     return values
 
 
-def subsample(x: np.ndarray, y: np.ndarray, fraction: float, seed: int):
-    if fraction >= 1:
-        return x, y
-    keep, _ = train_test_split(np.arange(len(y)), train_size=fraction, stratify=y,
-                               random_state=seed)
-    return x[keep], y[keep]
-
-
 class FailOnNaN(keras.callbacks.Callback):
     """Fail the trial on a NaN loss before the pruner sees the epoch (and calls it pruned)."""
 
@@ -80,40 +81,50 @@ class FailOnNaN(keras.callbacks.Callback):
 
 
 def objective(trial: optuna.Trial, architecture: str, params: Params, data: dict) -> float:
-    """Best val_accuracy of one short training run with the trial's hyperparameters."""
+    """Validation accuracy of the trial's hyperparameters, trained as train@<arch> trains."""
     for key, value in tracking.process_tags().items():  # see fail_trials_of_dead_workers
         trial.set_user_attr(key, value)
     model_params = params.model(architecture).with_values(
         suggest(trial, params.search_spaces[architecture]))
-    seed = params.seed + trial.number
     keras.backend.clear_session()
-    keras.utils.set_random_seed(seed)
-    trial_data = {"train": subsample(*data["train"], params.tune.train_fraction, seed),
-                  "val": data["val"]}
+    keras.utils.set_random_seed(params.seed)  # as train.main: the same start for every trial
     model = build_model(architecture, params.prepare.vocab_size, params.prepare.maxlen,
                         **model_params.hyperparameters)
-    # No XLA in trials: a trial's few hundred steps would spend more time compiling each batch
-    # shape than XLA saves (gru: 26 s a trial with it, 20 s without)
-    trial_train = dataclasses.replace(params.train, max_epochs=params.tune.max_epochs,
-                                      jit_compile=False)
-    compile_model(model, model_params.learning_rate, trial_train, model_params.optimizer)
-    history, _ = fit(model, trial_data, model_params, trial_train,
-                     params.prepare.padding, seed,
-                     callbacks=[keras.callbacks.TerminateOnNaN(), FailOnNaN(),
-                                KerasPruningCallback(trial, "val_accuracy")])
-    return float(history.val_accuracy.max())
+    compile_model(model, model_params.learning_rate, params.train, model_params.optimizer)
+    history, _ = fit(model, data, model_params, params.train, params.prepare.padding,
+                     params.seed, callbacks=[keras.callbacks.TerminateOnNaN(), FailOnNaN(),
+                                             KerasPruningCallback(trial, "val_accuracy")])
+    if trial.user_attrs.get("role") == DEFAULTS_ROLE["role"]:
+        # Recorded for the report (what tuning bought on held-out reviews); the study never
+        # sees it: it ranks trials on validation accuracy alone.
+        trial.set_user_attr("test_accuracy", test_accuracy(model, data["test"], model_params,
+                                                           params))
+    return best_val_accuracy(history)
+
+
+def best_val_accuracy(history) -> float:
+    """val_accuracy of the epoch early stopping restores (lowest val_loss): what train reports."""
+    return float(history.val_accuracy[history.val_loss.idxmin()])
+
+
+def test_accuracy(model: keras.Model, test: tuple, model_params: ModelParams,
+                  params: Params) -> float:
+    x, y = test
+    probability = predict_proba(model, x, params.evaluate.batch_size, params.train.bucket_width,
+                                params.prepare.padding)
+    return round(float(np.mean((probability >= params.evaluate.threshold) == y)), 4)
 
 
 def study_name(architecture: str, params: Params, data_hash: str) -> str:
-    """<arch>-<hash of everything that defines the objective>; n_trials and timeout excluded,
-    so raising the budget continues the study while a new search space starts a fresh one."""
+    """<arch>-<hash of everything that defines the objective>; n_trials and max_minutes
+    excluded, so raising the budget continues the study while a new search space starts afresh."""
     tune = params.tune
     identity = {
         "seed": params.seed, "data": data_hash,
         "defaults": params.model(architecture).as_dict(),
         "space": {k: r.as_dict() for k, r in params.search_spaces[architecture].items()},
         "prepare": vars(params.prepare), "train": vars(params.train),
-        "tune": [tune.train_fraction, tune.max_epochs, tune.pruner, tune.startup_trials],
+        "tune": [tune.pruner, tune.startup_trials, tune.warmup_epochs],
     }
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode())
     return f"{architecture}-{digest.hexdigest()[:10]}"
@@ -122,9 +133,11 @@ def study_name(architecture: str, params: Params, data_hash: str) -> str:
 def make_pruner(params: Params) -> optuna.pruners.BasePruner:
     tune = params.tune
     if tune.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=tune.startup_trials, n_warmup_steps=0)
+        return optuna.pruners.MedianPruner(n_startup_trials=tune.startup_trials,
+                                           n_warmup_steps=tune.warmup_epochs)
     if tune.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=tune.max_epochs)
+        return optuna.pruners.HyperbandPruner(min_resource=max(tune.warmup_epochs, 1),
+                                              max_resource=params.train.max_epochs)
     return optuna.pruners.NopPruner()
 
 
@@ -150,17 +163,27 @@ def _without_password(url: str) -> str:
     return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
 
 
+def sampler_for_next_trial(study: optuna.Study, params: Params) -> optuna.samplers.TPESampler:
+    """TPE seeded from the seed and the number of the trial it will sample.
+
+    A fresh sampler per trial makes each trial's values a function of the seed and the
+    trials before it, so a study that is resumed, or run on a slower machine, makes the same
+    trials. A worker joining others mid-trial adds its pid, so two never sample alike.
+    """
+    trials = study.get_trials(deepcopy=False)
+    others_running = any(t.state == TrialState.RUNNING for t in trials)
+    seed = params.seed + len(trials) + (os.getpid() if others_running else 0)
+    return optuna.samplers.TPESampler(seed=seed % 2**32,
+                                      n_startup_trials=params.tune.startup_trials)
+
+
 def open_study(name: str, storage, params: Params) -> tuple[optuna.Study, bool]:
-    """(study, whether this call created it). A worker joining a study draws its own samples."""
-    sampler = optuna.samplers.TPESampler(seed=params.seed,
-                                         n_startup_trials=params.tune.startup_trials)
+    """(study, whether this call created it)."""
     try:
-        return optuna.create_study(study_name=name, storage=storage, sampler=sampler,
-                                   pruner=make_pruner(params), direction="maximize"), True
+        return optuna.create_study(study_name=name, storage=storage, pruner=make_pruner(params),
+                                   direction="maximize"), True
     except optuna.exceptions.DuplicatedStudyError:
-        sampler = optuna.samplers.TPESampler(seed=params.seed + os.getpid(),
-                                             n_startup_trials=params.tune.startup_trials)
-        return optuna.load_study(study_name=name, storage=storage, sampler=sampler,
+        return optuna.load_study(study_name=name, storage=storage,
                                  pruner=make_pruner(params)), False
 
 
@@ -180,7 +203,9 @@ def fail_trials_of_dead_workers(study: optuna.Study) -> list[int]:
         log.warning("trial %d was left RUNNING by a worker that is gone: marked FAIL",
                     trial.number)
         if "fixed_params" in trial.system_attrs:  # an enqueued trial (the defaults): retry it
-            study.enqueue_trial(trial.system_attrs["fixed_params"])
+            role = trial.user_attrs.get("role")
+            study.enqueue_trial(trial.system_attrs["fixed_params"],
+                                user_attrs={"role": role} if role else None)
     return [trial.number for trial in dead]
 
 
@@ -190,47 +215,81 @@ def counts(study: optuna.Study) -> dict[str, int]:
 
 
 def tuning_result(study: optuna.Study, defaults: ModelParams) -> dict:
+    """What train reads (hyperparameters) and what the report shows; no timings, so the same
+    trials give the same file."""
     trials = counts(study)
     if not trials["complete"]:
         raise UserError(f"study {study.study_name}: no trial completed ({trials}); see the "
                         f"MLflow experiment {EXPERIMENT!r} for why, or widen the budget")
-    best = study.best_trial
+    best = study.best_trial  # the first of equals: the defaults (trial 0) win a tie
+    baseline = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if t.user_attrs.get("role") == DEFAULTS_ROLE["role"]]
     return {"tuned": True, "study": study.study_name, "best_trial": best.number,
             "best_value": round(best.value, 4),
+            "defaults_value": round(baseline[0].value, 4) if baseline else None,
+            "defaults_test_accuracy": baseline[0].user_attrs.get("test_accuracy")
+            if baseline else None,
             "hyperparameters": defaults.with_values(best.params).as_dict(), "trials": trials}
 
 
+def enqueue_defaults(study: optuna.Study, architecture: str, params: Params) -> None:
+    """Trial 0: the params.yaml defaults, so tuning is measured against them."""
+    defaults = params.model(architecture).as_dict()
+    space = params.search_spaces[architecture]
+    study.enqueue_trial({k: defaults[k] for k, r in space.items() if r.contains(defaults[k])},
+                        user_attrs=DEFAULTS_ROLE)
+
+
+def optimize(study: optuna.Study, architecture: str, params: Params, data: dict,
+             run_id: str) -> None:
+    """Run trials until the study holds n_trials finished ones (a failed one is replaced, up
+    to n_trials failures). Counted in the storage, so N workers stop together."""
+    guard, started = params.tune.max_minutes, time.monotonic()
+    deadline = None  # set once a trial has run: the guard never stops a study before it starts
+    logger = TrialLogger(run_id)
+    while (finished := finished_trials(study)) < params.tune.n_trials \
+            and counts(study)["failed"] < params.tune.n_trials:
+        if deadline is not None and time.monotonic() > deadline:
+            raise UserError(
+                f"study {study.study_name} stopped by tune.max_minutes ({guard:g}) with "
+                f"{finished} of {params.tune.n_trials} trials finished; nothing was written. "
+                "The finished trials are kept: rerun `dvc repro` to continue, or raise "
+                "tune.max_minutes")
+        study.sampler = sampler_for_next_trial(study, params)
+        study.optimize(lambda trial: objective(trial, architecture, params, data), n_trials=1,
+                       catch=TRIAL_ERRORS, callbacks=[logger], gc_after_trial=True)
+        if guard and deadline is None:
+            deadline = started + 60 * guard
+
+
+def finished_trials(study: optuna.Study) -> int:
+    trials = counts(study)
+    return trials["complete"] + trials["pruned"]
+
+
 def run_study(architecture: str, params: Params, storage_url: str) -> dict:
-    data = {split: load_split(split) for split in ("train", "val")}
+    data = {split: load_split(split) for split in ("train", "val", "test")}
     data_hash = tracking.data_hash(PREPARED_DIR)
     study, created = open_study(study_name(architecture, params, data_hash),
                                 open_storage(storage_url), params)
     fail_trials_of_dead_workers(study)
-    if created:  # trial 0 is the params.yaml defaults, so tuning cannot pick worse ones
-        defaults = params.model(architecture).as_dict()
-        study.enqueue_trial({k: defaults[k] for k, r in params.search_spaces[architecture].items()
-                             if r.contains(defaults[k])})
+    if created:
+        enqueue_defaults(study, architecture, params)
     tracking.setup(EXPERIMENT)
     identity = {"space": {k: r.as_dict() for k, r in params.search_spaces[architecture].items()},
                 **{f"tune.{k}": v for k, v in vars(params.tune).items()
-                   if k not in ("n_trials", "timeout_seconds")}}
+                   if k not in ("n_trials", "max_minutes")}}
     tags = tracking.reproducibility_tags(architecture, PREPARED_DIR)
     run_id = parent_run_id(study, created, tags, identity)
     trials = counts(study)
-    remaining = params.tune.n_trials - trials["complete"] - trials["pruned"]
-    log.info("study %s: %d trial(s) to run", study.study_name, max(remaining, 0))
-    if remaining > 0:
-        # Runs until the study holds n_trials finished trials (a failed one is replaced, up to
-        # n_trials failures in all) or the time is up; counted in the storage, so N workers
-        # stop together.
-        stop_at = [optuna.study.MaxTrialsCallback(params.tune.n_trials, states=states)
-                   for states in (FINISHED, (TrialState.FAIL,))]
-        study.optimize(lambda trial: objective(trial, architecture, params, data),
-                       timeout=params.tune.timeout_seconds, catch=TRIAL_ERRORS,
-                       callbacks=[*stop_at, TrialLogger(run_id)], gc_after_trial=True)
+    log.info("study %s: %d of %d trial(s) finished", study.study_name,
+             trials["complete"] + trials["pruned"], params.tune.n_trials)
+    started = time.perf_counter()
+    optimize(study, architecture, params, data, run_id)
     result = tuning_result(study, params.model(architecture))
     with tracking.resume_run(run_id):
         log_study(study, result)
+        mlflow.log_metric("tuning_seconds", round(time.perf_counter() - started, 1))
     return result
 
 
@@ -240,7 +299,6 @@ def main(architecture: str, storage: str | None = None, n_trials: int | None = N
     if n_trials is not None:
         params = dataclasses.replace(params, tune=dataclasses.replace(params.tune,
                                                                       n_trials=n_trials))
-    started = time.perf_counter()
     if params.tune.n_trials == 0 or not params.search_spaces[architecture]:
         result = {"tuned": False, "hyperparameters": defaults.as_dict(), "best_value": None,
                   "trials": {}}
@@ -249,8 +307,8 @@ def main(architecture: str, storage: str | None = None, n_trials: int | None = N
         result = run_study(architecture, params, url)
     trials = result["trials"]
     write_json(TUNE_METRICS_DIR / f"{architecture}.json", {
-        "tuning_seconds": round(time.perf_counter() - started, 1),
         "best_val_accuracy": result["best_value"],
+        "defaults_val_accuracy": result.get("defaults_value"),
         **{f"trials_{k}": trials.get(k, 0) for k in ("complete", "pruned", "failed")}})
     write_json(TUNED_DIR / f"{architecture}.json", result)
     log.info("%s: %s", architecture, result)

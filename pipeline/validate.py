@@ -4,7 +4,8 @@ Every expectation is declared once, in `review_schema` (one row per review) and 
 (one row per split: class balance, median length), as pandera checks. A violated expectation
 stops the stage with one line naming the expectation, the observed values and the rows, and
 nothing is written. On success the stage writes the table prepare reads, the expectation
-results and duplicate counts (metrics/validation.json) and a listing of the duplicates.
+results, duplicate counts and movie counts (metrics/validation.json) and a listing of the
+duplicates.
 
 Duplicates: two reviews are exact duplicates when their texts are byte-equal, near duplicates
 when they are equal after `normalize`. IMDB has both, inside a split and across the train/test
@@ -47,6 +48,7 @@ LABELS = "labels in {0, 1}"
 RATINGS = "ratings in 1..10"
 SPLIT_NAMES = "split is train or test"
 IDS = "ids >= 0"
+MOVIE_IDS = "movie ids look like tt<digits>"
 
 
 def _columns(*names: str):
@@ -89,6 +91,8 @@ def review_schema(params: ValidateParams) -> pa.DataFrameSchema:
             "split": pa.Column(str, pa.Check(lambda s: s.isin(SPLITS), name=SPLIT_NAMES)),
             "label": pa.Column("int8", pa.Check(lambda s: s.isin([0, 1]), name=LABELS)),
             "rating": pa.Column("int64", pa.Check(lambda s: s.between(1, 10), name=RATINGS)),
+            "movie_id": pa.Column(str, pa.Check(
+                lambda s: s.astype(str).str.fullmatch(r"tt\d+"), name=MOVIE_IDS)),
             "text": pa.Column(str, [
                 pa.Check(lambda t: t.str.strip().str.len() > 0, name=NOT_EMPTY),
                 pa.Check(lambda t: word_counts(t).between(params.min_words, params.max_words),
@@ -140,8 +144,8 @@ def check_expectations(reviews: pd.DataFrame, params: ValidateParams) -> dict[st
         failures = _failures(split_schema(params), summary, summary.index.to_series(), None)
     if failures:
         raise ValidationError(f"{REVIEWS_PATH} fails validation: " + "; ".join(failures))
-    names = [IDS, SPLIT_NAMES, LABELS, RATINGS, NOT_EMPTY, LENGTH, RATING_AGREES, COPIES_AGREE,
-             UNIQUE_ID, BALANCE, MEDIAN_LENGTH]
+    names = [IDS, SPLIT_NAMES, LABELS, RATINGS, MOVIE_IDS, NOT_EMPTY, LENGTH, RATING_AGREES,
+             COPIES_AGREE, UNIQUE_ID, BALANCE, MEDIAN_LENGTH]
     return dict.fromkeys(names, True)
 
 
@@ -182,6 +186,13 @@ def duplicate_counts(reviews: pd.DataFrame, key: pd.Series) -> dict[str, int]:
             "within_test": int(test.duplicated().sum()),
             "test_in_train": int(test.isin(set(train)).sum()),
             "train_in_test": int(train.isin(set(test)).sum())}
+
+
+def movie_counts(reviews: pd.DataFrame) -> dict[str, int]:
+    """Movies per split, and movies with reviews in both (IMDB's splits share none)."""
+    movies = {split: set(reviews.movie_id[reviews.split == split]) for split in SPLITS}
+    return {"train": len(movies["train"]), "test": len(movies["test"]),
+            "shared_train_test": len(movies["train"] & movies["test"])}
 
 
 def training_duplicates(reviews: pd.DataFrame, key: pd.Series) -> pd.Series:
@@ -228,6 +239,7 @@ def validate(reviews: pd.DataFrame, params: ValidateParams
                            "positive_share": round(float(row.positive_share), 4),
                            "median_words": float(row.median_words)}
                    for split, row in split_summary(reviews).iterrows()},
+        "movies": movie_counts(reviews),
         "duplicates": {name: duplicate_counts(reviews, key) for name, key in keys.items()},
         "dropped_from_training": int(dropped.sum()),
         "drop_duplicates": params.drop_duplicates,

@@ -30,10 +30,31 @@ def synthetic_review(rng: random.Random, positive: bool) -> str:
     return " ".join(words).capitalize() + ".<br /><br />" + rng.choice(cue).capitalize() + "!"
 
 
+def movie_runs(rng: random.Random, count: int, first: int, reuse: list[str] = ()) -> list[str]:
+    """`count` movie ids, one per review: each movie covers 1-4 consecutive reviews. New ids
+    are numbered from `first`; about a third of the runs take a movie from `reuse` instead (a
+    movie with both positive and negative reviews, as in IMDB)."""
+    reuse, ids, fresh = list(reuse), [], iter(range(first, first + count))
+    while len(ids) < count:
+        movie = reuse.pop() if reuse and rng.random() < 0.3 else f"tt{next(fresh):07d}"
+        ids += [movie] * rng.randint(1, 4)
+    return ids[:count]
+
+
+def movie_url(movie_id: str) -> str:
+    return f"http://www.imdb.com/title/{movie_id}/usercomments"
+
+
 def build_archive(path: Path, per_folder: int = 40, unlabelled: int = 10, seed: int = 0,
-                  extra_members: list[tarfile.TarInfo] = ()) -> Path:
-    """Write a .tar.gz with aclImdb/{train,test}/{pos,neg} and train/unsup, like the real one."""
+                  extra_members: list[tarfile.TarInfo] = (), urls: bool = True) -> Path:
+    """Write a .tar.gz with aclImdb/{train,test}/{pos,neg} and train/unsup, like the real one.
+
+    With `urls`, also aclImdb/{train,test}/urls_{pos,neg}.txt and train/urls_unsup.txt: line i
+    is the IMDB page of review i's movie. Movies cover 1-4 consecutive reviews, some have
+    reviews of both labels, and train, test and unsup have no movie in common.
+    """
     rng = random.Random(seed)
+    movie_rng = random.Random(seed + 7919)  # its own stream: the reviews stay as they were
     with tarfile.open(path, "w:gz") as archive:
         def add(name: str, text: str) -> None:
             data = text.encode("utf-8")
@@ -48,8 +69,19 @@ def build_archive(path: Path, per_folder: int = 40, unlabelled: int = 10, seed: 
                     rating = rng.randint(*rating_range)
                     add(f"aclImdb/{split}/{label}/{i}_{rating}.txt",
                         synthetic_review(rng, label == "pos"))
+            if urls:
+                first = {"train": 1_000_000, "test": 2_000_000}[split]  # disjoint, as in IMDB
+                positive = movie_runs(movie_rng, per_folder, first)
+                shared = movie_rng.sample(sorted(set(positive)), len(set(positive)))
+                negative = movie_runs(movie_rng, per_folder, first + 500_000, reuse=shared)
+                for label, movies in (("pos", positive), ("neg", negative)):
+                    add(f"aclImdb/{split}/urls_{label}.txt",
+                        "".join(movie_url(m) + "\n" for m in movies))
         for i in range(unlabelled):
             add(f"aclImdb/train/unsup/{i}_0.txt", synthetic_review(rng, rng.random() < 0.5))
+        if urls:
+            movies = movie_runs(movie_rng, unlabelled, 3_000_000)
+            add("aclImdb/train/urls_unsup.txt", "".join(movie_url(m) + "\n" for m in movies))
         for info in extra_members:
             archive.addfile(info)
     return path
@@ -116,14 +148,9 @@ def project_env(archive: Path) -> dict:
     return env
 
 
-@pytest.fixture(scope="session")
-def reproduced_project(tmp_path_factory) -> tuple[Path, dict, str]:
-    """A fresh git + DVC repository holding the pipeline, after one full `dvc repro`.
-
-    (root, env, the repro's log). Shared by the end-to-end and the stage-kill tests: the
-    ones that change it put it back, the stage-kill tests work on a copy.
-    """
-    root = copy_project(tmp_path_factory.mktemp("project") / "project").resolve()
+def small_project(root: Path) -> tuple[Path, dict]:
+    """A fresh git + DVC repository holding the pipeline with the end-to-end params."""
+    root = copy_project(root).resolve()
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["architectures"] = E2E_ARCHITECTURES
     params["lessons"]["sequence_architectures"] = E2E_LESSON_ARCHITECTURES
@@ -134,4 +161,43 @@ def reproduced_project(tmp_path_factory) -> tuple[Path, dict, str]:
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"],
                 ["git", "commit", "-qm", "pipeline"]):
         run_ok(cmd, root, env)
-    return root, env, run_ok(["dvc", "repro"], root, env)
+    return root, env
+
+
+# What a run of the same params must reproduce byte for byte: every result metric, every tuned
+# hyperparameter, the report's and the lessons' tables, the curves and the test predictions.
+# Machine measurements (timings/) and MLflow's registry state (reports/promotion.json) are not.
+RESULT_FILES = ("metrics/**/*.json", "tuned/*.json", "reports/comparison.*", "reports/tuning.csv",
+                "reports/overfitting.csv", "reports/behavior.csv",
+                "lessons/**/*.json", "lessons/*.csv", "lessons/*.md", "plots/**/*.csv",
+                "predictions/*.parquet", "data/prepared/*")
+
+
+def result_files(root: Path) -> dict[str, bytes]:
+    return {path.relative_to(root).as_posix(): path.read_bytes()
+            for pattern in RESULT_FILES for path in sorted(root.glob(pattern))}
+
+
+@pytest.fixture(scope="session")
+def reproduced_projects(tmp_path_factory) -> list[tuple[Path, dict, str, dict[str, bytes]]]:
+    """Two fresh copies of the project, each after one full `dvc repro`:
+    [(root, env, log, its result_files right after the repro)].
+
+    The two run at once (each stage is mostly one busy core), so the second costs little time.
+    The first is shared by the end-to-end and the stage-kill tests: the ones that change it put
+    it back, the stage-kill tests work on a copy. The second is left as its repro made it.
+    """
+    projects = [small_project(tmp_path_factory.mktemp(f"copy{i}") / "project") for i in (1, 2)]
+    runs = [subprocess.Popen(["dvc", "repro"], cwd=root, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True) for root, env in projects]
+    logs = [run.communicate(timeout=1800)[0] for run in runs]
+    for run, log in zip(runs, logs, strict=True):
+        assert run.returncode == 0, f"dvc repro failed:\n{log}"
+    return [(root, env, log, result_files(root))
+            for (root, env), log in zip(projects, logs, strict=True)]
+
+
+@pytest.fixture(scope="session")
+def reproduced_project(reproduced_projects) -> tuple[Path, dict, str]:
+    """(root, env, the repro's log) of the first copy of `reproduced_projects`."""
+    return reproduced_projects[0][:3]

@@ -42,15 +42,37 @@ def _flip_crc(data: bytes) -> bytes:  # the gzip trailer: CRC-32, then the lengt
 
 
 def _without(folder: str):
+    """The archive without the members under `folder` (or the member ending in `folder`)."""
     def drop(data: bytes) -> bytes:
         out = io.BytesIO()
         with tarfile.open(fileobj=io.BytesIO(data)) as src, \
                 tarfile.open(fileobj=out, mode="w:gz") as dst:
             for member in src:
-                if f"/{folder}/" not in member.name:
+                if f"/{folder}/" not in member.name and not member.name.endswith(f"/{folder}"):
                     dst.addfile(member, src.extractfile(member) if member.isfile() else None)
         return out.getvalue()
     return drop
+
+
+def _editing(name: str, edit):
+    """The archive with member `name`'s text replaced by edit(text)."""
+    def rewrite(data: bytes) -> bytes:
+        out = io.BytesIO()
+        with tarfile.open(fileobj=io.BytesIO(data)) as src, \
+                tarfile.open(fileobj=out, mode="w:gz") as dst:
+            for member in src:
+                payload = src.extractfile(member).read() if member.isfile() else None
+                if member.name == name:
+                    payload = edit(payload.decode()).encode()
+                    member.size = len(payload)
+                dst.addfile(member, io.BytesIO(payload) if payload is not None else None)
+        return out.getvalue()
+    return rewrite
+
+
+def _second_line(replacement: str):
+    return lambda text: "".join(line if i != 1 else replacement + "\n"
+                                for i, line in enumerate(text.splitlines(keepends=True)))
 
 
 def _fifo_member(data: bytes) -> bytes:
@@ -75,6 +97,20 @@ def _fifo_member(data: bytes) -> bytes:
     ("missing-train", _without("train"),
      r"no reviews in aclImdb/train/pos/, aclImdb/train/neg/.*download it again"),
     ("fifo-member", _fifo_member, r"refusing special member 'aclImdb/train/pos/fifo'"),
+    ("missing-urls", _without("test/urls_pos.txt"),
+     r"has no aclImdb/test/urls_pos.txt, which gives the movie of each review in "
+     r"aclImdb/test/pos/: the archive is incomplete; download it again"),
+    ("missing-unsup-urls", _without("train/urls_unsup.txt"),
+     r"has no aclImdb/train/urls_unsup.txt.*incomplete; download it again"),
+    ("url-without-title", _editing("aclImdb/train/urls_neg.txt",
+                                   _second_line("http://www.imdb.com/name/nm0000123/")),
+     r"aclImdb/train/urls_neg.txt line 2 is not an IMDB title URL.*'http://www.imdb.com/name/"
+     r"nm0000123/'; the archive is corrupt; download it again"),
+    ("blank-url-line", _editing("aclImdb/test/urls_pos.txt", _second_line("")),
+     r"aclImdb/test/urls_pos.txt line 2 is not an IMDB title URL.*''; the archive is corrupt"),
+    ("short-urls", _editing("aclImdb/train/urls_pos.txt", lambda text: text.splitlines()[0]),
+     r"aclImdb/train/urls_pos.txt has 1 lines, so review aclImdb/train/pos/1_\d+.txt has no "
+     r"movie \(it needs line 2\): the archive is incomplete or corrupt; download it again"),
 ])
 def test_bad_archive_is_one_line_naming_the_file_and_the_fix(tmp_path, name, damage, message):
     good = build_archive(tmp_path / "good.tar.gz", per_folder=3, unlabelled=2).read_bytes()

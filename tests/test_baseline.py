@@ -12,7 +12,8 @@ from pipeline.prepare import split_reviews
 
 def synthetic_reviews(per_label: int = 60) -> pd.DataFrame:
     rng = random.Random(0)
-    rows = [{"id": i, "split": split, "label": label, "text": synthetic_review(rng, label == 1)}
+    rows = [{"id": i, "split": split, "label": label, "movie_id": f"tt{split}{label}{i // 3}",
+             "text": synthetic_review(rng, label == 1)}
             for split in ("train", "test") for label in (0, 1) for i in range(per_label)]
     return pd.DataFrame(rows)
 

@@ -1,4 +1,5 @@
-"""benchmarks/training_throughput.py on a tiny prepared dataset written by the test."""
+"""benchmarks/training_throughput.py and seed_spread.py on a tiny prepared dataset written by the
+test."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from pipeline.prepare import pad
 SCRIPT = PROJECT_ROOT / "benchmarks" / "training_throughput.py"
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("training_throughput", SCRIPT)
+def load_script(script=SCRIPT):
+    spec = importlib.util.spec_from_file_location(script.stem, script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -85,3 +86,40 @@ def test_a_missing_prepared_dataset_is_a_one_line_error(tmp_path, capsys):
                             "--prepared-dir", str(tmp_path / "nowhere")])
     assert "run `dvc repro prepare` first" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_seed_spread_is_max_minus_min_and_the_same_seed_gives_none(tmp_path, capsys):
+    write_prepared(tmp_path / "prepared")
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "dense.json").write_text('{"accuracy_ci_low": 0.5, '
+                                                  '"accuracy_ci_high": 0.6}')
+    seed_spread = load_script(PROJECT_ROOT / "benchmarks" / "seed_spread.py")
+    common = ["--params", str(PROJECT_ROOT / "params.small.yaml"),
+              "--prepared-dir", str(tmp_path / "prepared"), "--tuned-dir", str(tmp_path / "tuned"),
+              "--eval-dir", str(tmp_path / "eval")]
+    out = tmp_path / "results" / "spread"
+    seed_spread.main([*common, "--architectures", "dense", "conv1d", "--seeds", "42", "43",
+                      "--out", str(out)])
+    table = pd.read_csv(out.with_suffix(".csv"))
+    assert list(table.architecture) == ["dense", "conv1d"]
+    accuracies = [[float(a) for a in cell.split()] for cell in table.test_accuracies]
+    assert all(len(per_seed) == 2 for per_seed in accuracies)
+    spread = [round((max(a) - min(a)) * 100, 2) for a in accuracies]
+    assert table.spread_points.tolist() == pytest.approx(spread)
+    assert table.within_1_point.tolist() == [s <= 1 for s in spread]
+    assert table.mean_accuracy.tolist() == pytest.approx([np.mean(a) for a in accuracies],
+                                                         abs=1e-4)
+    assert table.ci_width_points[0] == pytest.approx(10) and pd.isna(table.ci_low[1])
+    assert all(1 <= int(e) <= 2 for cell in table.best_epochs for e in cell.split())
+    markdown = out.with_suffix(".md").read_text(encoding="utf-8")
+    assert "- command: `python benchmarks/seed_spread.py --params" in markdown
+    assert " > " in markdown and "CIs unknown" in markdown
+    assert "dense seed 43: test accuracy" in capsys.readouterr().out
+
+    again = tmp_path / "results" / "same_seed"
+    seed_spread.main([*common, "--architectures", "dense", "--seeds", "42", "42",
+                      "--out", str(again)])
+    same = pd.read_csv(again.with_suffix(".csv"))
+    first, second = same.test_accuracies[0].split()
+    assert first == second and same.spread_points[0] == 0
+    assert first == table.test_accuracies[0].split()[0]

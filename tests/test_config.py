@@ -88,8 +88,8 @@ def test_quality_gate_params_are_checked(section, key, value, message):
     with pytest.raises(ParamsError, match=message):
         parse_params(raw)
 @pytest.mark.parametrize("key, value", [
-    ("n_trials", -1), ("timeout_seconds", 0), ("train_fraction", 0), ("train_fraction", 1.5),
-    ("max_epochs", 0), ("pruner", "sometimes"), ("startup_trials", -2),
+    ("n_trials", -1), ("max_minutes", 0), ("warmup_epochs", -1), ("pruner", "sometimes"),
+    ("startup_trials", -2),
 ])
 def test_invalid_tune_settings_fail_naming_the_key(key, value):
     raw = raw_params()

@@ -1,5 +1,6 @@
 import hashlib
 import io
+import re
 import tarfile
 
 import pandas as pd
@@ -12,15 +13,48 @@ from pipeline.download import ArchiveError, fetch, read_archive, verify_checksum
 
 def test_archive_becomes_a_tidy_table_with_unlabelled_kept_apart(small_archive):
     labelled, unlabelled = read_archive(small_archive)
-    assert list(labelled.columns) == ["id", "split", "label", "rating", "text"]
+    assert list(labelled.columns) == ["id", "split", "label", "rating", "movie_id", "text"]
     assert len(labelled) == 160 and len(unlabelled) == 10
     assert labelled.groupby(["split", "label"]).size().tolist() == [40, 40, 40, 40]
     assert (labelled[labelled.label == 1].rating >= 7).all()
     assert (labelled[labelled.label == 0].rating <= 4).all()
-    assert list(unlabelled.columns) == ["id", "split", "text"]
+    assert list(unlabelled.columns) == ["id", "split", "movie_id", "text"]
+
+
+def test_each_review_gets_the_movie_of_its_line_in_the_urls_file(small_archive):
+    """Line i of aclImdb/<split>/urls_<label>.txt is review <i>_<rating>.txt's movie."""
+    expected, texts = {}, {}
+    with tarfile.open(small_archive) as archive:
+        for member in archive:
+            if found := re.fullmatch(r"aclImdb/(\w+)/urls_(\w+)\.txt", member.name):
+                lines = archive.extractfile(member).read().decode().splitlines()
+                for i, line in enumerate(lines):
+                    expected[(*found.groups(), i)] = re.search(r"/title/(tt\d+)/", line)[1]
+            elif found := re.fullmatch(r"aclImdb/(\w+)/(\w+)/(\d+)_\d+\.txt", member.name):
+                split, label, i = found.groups()
+                texts[split, label, int(i)] = archive.extractfile(member).read().decode()
+    labelled, unlabelled = read_archive(small_archive)
+    folders = labelled.label.map({1: "pos", 0: "neg"})
+    got = {**{(r.split, f, r.id): (r.movie_id, r.text)
+              for r, f in zip(labelled.itertuples(), folders, strict=True)},
+           **{(r.split, "unsup", r.id): (r.movie_id, r.text) for r in unlabelled.itertuples()}}
+    assert got == {key: (expected[key], text) for key, text in texts.items()}
+    # several reviews per movie, and no movie in both train and test, as in IMDB
+    assert labelled.movie_id.nunique() < len(labelled) / 1.5
+    train, test = (set(labelled.movie_id[labelled.split == s]) for s in ("train", "test"))
+    assert train and test and not train & test
+
+
+def test_archive_without_urls_files_is_refused_naming_the_missing_file(tmp_path):
+    archive = build_archive(tmp_path / "no-urls.tar.gz", per_folder=3, unlabelled=2, urls=False)
+    with pytest.raises(ArchiveError, match=r"has no aclImdb/test/urls_neg.txt, which gives the "
+                                           r"movie of each review in aclImdb/test/neg/: the "
+                                           r"archive is incomplete; download it again"):
+        read_archive(archive)
 
 
 def test_table_does_not_depend_on_member_order(tmp_path, small_archive):
+    # reversed, the urls files come before the reviews they describe
     with tarfile.open(small_archive) as src:
         members = [(m, src.extractfile(m).read() if m.isfile() else None) for m in src]
     reordered = tmp_path / "reordered.tar.gz"

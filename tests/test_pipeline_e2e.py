@@ -54,7 +54,16 @@ def test_every_stage_writes_its_declared_outputs(project):
         assert 0 <= scores["accuracy"] <= 1 and sum(scores["confusion_matrix"].values()) == 120
     baseline = json.loads((root / "metrics/baseline.json").read_text())
     assert baseline["accuracy_ci_low"] <= baseline["accuracy"] <= baseline["accuracy_ci_high"]
-    assert 0 <= baseline["validation"]["accuracy"] <= 1 and baseline["train_seconds"] >= 0
+    assert 0 <= baseline["validation"]["accuracy"] <= 1
+    machine = ("train_seconds", "train_samples_per_second", "predict_ms_per_review")
+    assert not set(machine) & set(baseline)  # timings live in timings/, not in metrics/
+    assert json.loads((root / "timings/baseline.json").read_text())["train_seconds"] >= 0
+    for arch in ARCHITECTURES:
+        assert not set(machine) & {*json.loads((root / f"metrics/train/{arch}.json").read_text()),
+                                   *json.loads((root / f"metrics/eval/{arch}.json").read_text())}
+        assert json.loads((root / f"timings/train/{arch}.json").read_text())["train_seconds"] >= 0
+        assert json.loads((root / f"timings/evaluate/{arch}.json").read_text())[
+            "predict_ms_per_review"] >= 0
     for name in [*ARCHITECTURES, BASELINE_NAME]:
         predictions = pd.read_parquet(root / f"predictions/{name}.parquet")
         assert list(predictions.columns) == ["id", "label", "probability"]
@@ -67,6 +76,9 @@ def test_every_stage_writes_its_declared_outputs(project):
     assert (table.accuracy_ci_low <= table.accuracy).all()
     assert table.vs_baseline_p_value.between(0, 1).sum() == len(ARCHITECTURES)
     assert (root / "reports/accuracy.png").exists()
+    assert "train_seconds" not in table.columns
+    timings = pd.read_csv(root / "reports/timings.csv")
+    assert timings.architecture.tolist() == table.architecture.tolist()
     assert len(pd.read_csv(root / "reports/behavior.csv")) >= 300
     assert "## Promotion gates" in (root / "reports/comparison.md").read_text()
     page = (root / "reports/report.html").read_text()
@@ -81,11 +93,13 @@ def test_lessons_write_their_tables_charts_and_metrics(project):
     lengths = pd.read_csv(root / "lessons/sequence_length.csv")
     assert len(lengths) == len(params["sequence_architectures"]) * len(params["maxlens"])
     assert sorted(lengths.maxlen.unique()) == sorted(params["maxlens"])
-    assert lengths.accuracy.between(0, 1).all()
+    assert lengths.accuracy.between(0, 1).all() and "train_seconds" not in lengths.columns
     for arch in params["sequence_architectures"]:  # at prepare.maxlen the lesson reuses evaluate's
         scores = json.loads((root / f"metrics/eval/{arch}.json").read_text())
         at_prepared = lengths[(lengths.architecture == arch) & (lengths.maxlen == prepared_maxlen)]
         assert at_prepared.accuracy.item() == scores["accuracy"]
+        timings = json.loads((root / f"timings/sequence_length/{arch}.json").read_text())
+        assert set(timings) == {f"maxlen_{m}" for m in params["maxlens"] if m != prepared_maxlen}
     for arch in params["gradient_architectures"]:
         norms = pd.read_csv(root / f"lessons/gradients/{arch}.csv")
         assert norms.distance.tolist() == list(range(1, params["gradient_timesteps"] + 1))
@@ -119,6 +133,8 @@ def test_each_architecture_is_one_mlflow_run_with_params_metrics_and_provenance(
         arch = r.data.tags["architecture"]
         assert r.info.status == "FINISHED"
         assert r.data.tags["git_commit"] == head
+        assert r.data.tags["git_code_differs"] in ("true", "false")
+        assert r.data.tags["version.tensorflow"] != "not installed"
         assert len(r.data.tags["data_hash"]) == 64
         assert r.data.params["architecture"] == arch and "learning_rate" in r.data.params
         assert 0 <= r.data.metrics["test_accuracy"] <= 1

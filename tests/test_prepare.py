@@ -1,13 +1,21 @@
+import json
+
 import numpy as np
 import pandas as pd
+import pytest
 import tensorflow as tf
+from conftest import PROJECT_ROOT, build_archive
 
+from pipeline import UserError
+from pipeline import prepare as preparing
+from pipeline.download import read_archive
 from pipeline.prepare import (
     OOV,
     data_report,
     encode,
     learn_vocabulary,
     pad,
+    shared_movies,
     split_reviews,
     standardize,
 )
@@ -26,9 +34,19 @@ def test_standardize_keeps_contractions_and_accents_as_one_token():
 
 
 def reviews(n_per_label: int) -> pd.DataFrame:
-    rows = [(i, split, label, 8 if label else 2, f"review {i}")
+    """One movie per review: a plain stratified split."""
+    rows = [(i, split, label, 8 if label else 2, f"tt{int(split == 'test')}{label}{i:02d}",
+             f"review {i}")
             for split in ("train", "test") for label in (0, 1) for i in range(n_per_label)]
-    return pd.DataFrame(rows, columns=["id", "split", "label", "rating", "text"])
+    return pd.DataFrame(rows, columns=["id", "split", "label", "rating", "movie_id", "text"])
+
+
+@pytest.fixture(scope="module")
+def movie_reviews(tmp_path_factory) -> pd.DataFrame:
+    """The synthetic archive's labelled reviews: movies of 1-4 reviews, some of both labels."""
+    archive = build_archive(tmp_path_factory.mktemp("movies") / "a.tar.gz", per_folder=100,
+                            unlabelled=0)
+    return read_archive(archive)[0]
 
 
 def test_split_keeps_test_apart_and_stratifies_validation():
@@ -39,11 +57,55 @@ def test_split_keeps_test_apart_and_stratifies_validation():
     assert not set(splits["train"].index) & set(splits["val"].index)
 
 
-def test_split_is_reproducible_from_the_seed():
-    a = split_reviews(reviews(50), 0.2, seed=7)["val"].index
-    b = split_reviews(reviews(50), 0.2, seed=7)["val"].index
-    c = split_reviews(reviews(50), 0.2, seed=8)["val"].index
-    assert list(a) == list(b) and list(a) != list(c)
+def test_validation_shares_no_movie_with_the_fit_part_and_keeps_labels_balanced(movie_reviews):
+    train = movie_reviews[movie_reviews.split == "train"]
+    assert train.movie_id.nunique() < len(train) / 2  # the grouping has something to do
+    assert (train.groupby("movie_id").label.nunique() == 2).any()
+    for seed in range(5):
+        splits = split_reviews(movie_reviews, 0.2, seed)
+        fit, val = splits["train"], splits["val"]
+        assert shared_movies(fit, val) == 0
+        assert not set(fit.index) & set(val.index) and len(fit) + len(val) == len(train)
+        assert 0.15 <= len(val) / len(train) <= 0.25
+        assert abs(val.label.mean() - 0.5) <= 0.05 and abs(fit.label.mean() - 0.5) <= 0.05
+        assert splits["test"].equals(movie_reviews[movie_reviews.split == "test"])
+
+
+def test_a_table_without_movie_ids_is_refused(movie_reviews):
+    with pytest.raises(UserError, match=r"no movie_id column.*dvc repro validate"):
+        split_reviews(movie_reviews.drop(columns="movie_id"), 0.2, seed=0)
+
+
+def test_split_is_reproducible_from_the_seed(movie_reviews):
+    for table in (reviews(50), movie_reviews):
+        a = split_reviews(table, 0.2, seed=7)["val"].index
+        b = split_reviews(table, 0.2, seed=7)["val"].index
+        c = split_reviews(table, 0.2, seed=8)["val"].index
+        assert list(a) == list(b) and list(a) != list(c)
+
+
+def test_validation_fraction_is_one_fold_of_round_one_over_it(movie_reviews):
+    train = (movie_reviews.split == "train").sum()
+    assert abs(len(split_reviews(movie_reviews, 0.5, 0)["val"]) / train - 0.5) <= 0.05
+    with pytest.raises(UserError, match=r"prepare.val_fraction 0.7 is too large"):
+        split_reviews(movie_reviews, 0.7, 0)
+    with pytest.raises(UserError, match=r"2 training movies cannot make 5 folds"):
+        split_reviews(movie_reviews.assign(movie_id=movie_reviews.label.map({0: "tt1", 1: "tt2"})),
+                      0.2, 0)
+
+
+def test_stage_reports_no_movie_shared_by_fit_and_validation(tmp_path, monkeypatch,
+                                                            movie_reviews):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text((PROJECT_ROOT / "params.small.yaml").read_text())
+    preparing.INPUT_PATH.parent.mkdir(parents=True)
+    movie_reviews.to_parquet(preparing.INPUT_PATH, index=False)
+    preparing.main()
+    report = json.loads(preparing.DATA_REPORT_PATH.read_text())
+    assert report["movies_shared_train_val"] == 0
+    assert report["train"]["reviews"] + report["val"]["reviews"] == 200
+    with np.load(preparing.PREPARED_DIR / "val.npz") as val:
+        assert sorted(val.files) == ["id", "x", "y"]
 
 
 def test_vocabulary_comes_from_the_given_texts_only():

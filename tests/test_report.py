@@ -18,6 +18,8 @@ from pipeline.comparison import (
     comparison_table,
     mcnemar,
     overfitting_table,
+    timings_table,
+    tuning_table,
     verdict,
 )
 from pipeline.config import EvaluateParams
@@ -54,12 +56,22 @@ def inputs():
     scored = {name: score(frame.label.to_numpy(), frame.probability.to_numpy(),
                           EvaluateParams(n_bootstrap=200), seed=0)
               for name, frame in predictions.items()}
-    evaluation = {name: {**s, "predict_ms_per_review": 0.1} for name, (s, _) in scored.items()}
-    train = {"gru": {"parameters": 100, "epochs": 4, "best_epoch": 2, "train_seconds": 30.0},
-             "dense": {"parameters": 50, "epochs": 3, "best_epoch": 3, "train_seconds": 5.0}}
-    baseline = {**evaluation.pop(BASELINE_NAME), "train_seconds": 2.0, "parameters": 1000,
+    evaluation = {name: s for name, (s, _) in scored.items()}
+    train = {"gru": {"parameters": 100, "epochs": 4, "best_epoch": 2, "best_val_accuracy": 0.86},
+             "dense": {"parameters": 50, "epochs": 3, "best_epoch": 3, "best_val_accuracy": 0.77}}
+    tuned = {"gru": {"tuned": True, "defaults_value": 0.84, "defaults_test_accuracy": 0.83,
+                     "best_value": 0.86, "trials": {"complete": 3, "pruned": 1, "failed": 1}},
+             "dense": {"tuned": False, "best_value": None, "trials": {}}}
+    baseline = {**evaluation.pop(BASELINE_NAME), "parameters": 1000,
                 "features": 999, "validation": {"accuracy": 0.9}}
-    return {"train": train, "eval": evaluation, "baseline": baseline,
+    timings = {"train": {"gru": {"train_seconds": 30.0, "train_samples_per_second": 50.0},
+                         "dense": {"train_seconds": 5.0, "train_samples_per_second": 200.0}},
+               "evaluate": {"gru": {"predict_ms_per_review": 0.2},
+                            "dense": {"predict_ms_per_review": 0.1}},
+               "baseline": {"train_seconds": 2.0, "train_samples_per_second": 150.0,
+                            "predict_ms_per_review": 0.05}}
+    return {"train": train, "eval": evaluation, "baseline": baseline, "timings": timings,
+            "tuned": tuned,
             "histories": {"gru": history(4, 2), "dense": history(3, 3)},
             "predictions": predictions,
             "curves": {curve: {name: c[curve] for name, (_, c) in scored.items()}
@@ -77,7 +89,30 @@ def test_table_is_sorted_by_test_accuracy_with_the_baseline_as_a_row(inputs):
     assert table.architecture.tolist() == [BASELINE_NAME, "gru", "dense"]
     assert table.accuracy.is_monotonic_decreasing
     assert table.is_baseline.tolist() == [True, False, False]
-    assert table.loc[1, "train_seconds"] == 30.0 and table.loc[1, "test_reviews"] == 400
+    assert table.loc[1, "parameters"] == 100 and table.loc[1, "test_reviews"] == 400
+    assert not {"train_seconds", "train_samples_per_second",
+                "predict_ms_per_review"} & set(table.columns)  # the machine's: timings.csv
+
+
+def test_timings_table_follows_the_given_order(inputs):
+    timings = timings_table(inputs["timings"]["train"], inputs["timings"]["evaluate"],
+                            inputs["timings"]["baseline"], ["dense", BASELINE_NAME, "gru"])
+    assert timings.architecture.tolist() == ["dense", BASELINE_NAME, "gru"]
+    assert timings.is_baseline.tolist() == [False, True, False]
+    assert timings.set_index("architecture").loc["gru", "train_seconds"] == 30.0
+    assert timings.set_index("architecture").loc[BASELINE_NAME, "predict_ms_per_review"] == 0.05
+
+
+def test_tuning_table_sets_the_defaults_against_the_tuned_values(inputs):
+    table = tuning_table(inputs["tuned"], inputs["train"], inputs["eval"]).set_index(
+        "architecture")
+    gru, dense = table.loc["gru"], table.loc["dense"]
+    assert gru.trials == 4 and gru.trials_pruned == 1  # failed trials do not count
+    assert gru.val_gain_pts == 2.0
+    test = inputs["eval"]["gru"]["accuracy"]
+    assert gru.test_gain_pts == round(100 * (test - 0.83), 2)
+    assert gru.val_test_gap_pts == round(100 * (0.86 - test), 2)
+    assert not dense.tuned and dense.val_gain_pts == 0 and dense.test_gain_pts == 0
 
 
 def test_the_best_architecture_is_never_the_baseline(inputs):
@@ -157,6 +192,31 @@ def test_report_is_one_self_contained_html_page(inputs, tmp_path):
     assert "<table>" in page and "Lesson 3: overfitting" in page and "Champion" in page
     assert "significantly worse" in markdown and BASELINE_NAME in markdown
     assert pd.read_csv(tmp_path / "comparison.csv").architecture.tolist()[0] == BASELINE_NAME
+    timings = pd.read_csv(tmp_path / "timings.csv")
+    assert timings.architecture.tolist() == [BASELINE_NAME, "gru", "dense"]  # as comparison.csv
+    assert "Timings (this machine)" in page and "Timings (this machine)" not in markdown
+    assert "timings.csv" in markdown
+    assert "defaults against the tuned values" in markdown
+    assert pd.read_csv(tmp_path / "tuning.csv").architecture.tolist() == ["gru", "dense"]
+
+
+def test_the_report_tables_hold_no_machine_timings(inputs, tmp_path):
+    """Two runs of the same params must give the same bytes: only timings.csv, report.html and
+    the accuracy-vs-time chart may show what the machine measured."""
+    table = full_table(inputs)
+    overfitting = overfitting_table(inputs["histories"], inputs["train"])
+    first, second = tmp_path / "first", tmp_path / "second"
+    for directory, factor in ((first, 1.0), (second, 3.0)):
+        directory.mkdir()
+        slower = {kind: ({arch: {k: factor * v for k, v in values.items()}
+                          for arch, values in by_arch.items()} if kind != "baseline"
+                         else {k: factor * v for k, v in by_arch.items()})
+                  for kind, by_arch in inputs["timings"].items()}
+        write_report(directory, {**inputs, "timings": slower}, table, overfitting, "gru", ALPHA,
+                     200)
+    for name in ("comparison.csv", "comparison.md", "overfitting.csv", "tuning.csv"):
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+    assert (first / "timings.csv").read_bytes() != (second / "timings.csv").read_bytes()
 
 
 def test_a_missing_image_is_an_error(tmp_path):
@@ -179,6 +239,8 @@ def test_dvc_plots_overlay_every_model(params_file):
 def test_missing_inputs_are_named(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UserError, match=r"missing metrics/train/gru.json.*run `dvc repro`"):
+        load_inputs(("gru",))
+    with pytest.raises(UserError, match=r"timings/train/gru.json"):
         load_inputs(("gru",))
 
 

@@ -170,3 +170,102 @@ tracking.resume_run(sys.argv[1])
 print("resumed", flush=True)
 time.sleep(300)
 """
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+    """A committed project: code, params, and an output file the pipeline rewrites."""
+    repo = tmp_path / "repo"
+    (repo / "pipeline").mkdir(parents=True)
+    (repo / "metrics").mkdir()
+    (repo / "pipeline/train.py").write_text("print('train')\n")
+    (repo / "params.yaml").write_text("seed: 1\n")
+    (repo / "dvc.yaml").write_text("stages: {}\n")
+    (repo / "metrics/x.json").write_text("{}\n")
+    git(repo, "init", "-q")
+    git(repo, "add", ".")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "x")
+    monkeypatch.chdir(repo)
+    yield repo
+    tracking._git_tags.cache_clear()
+
+
+def head(repo: Path) -> str:
+    return subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def fresh_git_tags() -> dict[str, str]:
+    tracking._git_tags.cache_clear()
+    return tracking.git_tags()
+
+
+def test_changed_outputs_leave_the_commit_clean(repo):
+    (repo / "metrics/x.json").write_text('{"accuracy": 0.9}\n')  # what a stage writes
+    (repo / "metrics/new.json").write_text("{}\n")
+    (repo / "dvc.lock").write_text("schema: '2.0'\n")
+    tags = fresh_git_tags()
+    assert tags == {"git_commit": head(repo), "git_code_differs": "false",
+                    "git_params_differ": "false"}
+    assert not tracking.git_commit().endswith("-dirty")
+
+
+def test_changed_or_new_code_differs(repo):
+    (repo / "pipeline/train.py").write_text("print('changed')\n")
+    assert fresh_git_tags() == {"git_commit": head(repo), "git_code_differs": "true",
+                                "git_params_differ": "false"}
+    git(repo, "checkout", "--", "pipeline/train.py")
+    (repo / "pipeline/new_stage.py").write_text("")  # untracked code counts too
+    assert fresh_git_tags()["git_code_differs"] == "true"
+
+
+def test_changed_params_differ(repo):
+    (repo / "params.yaml").write_text("seed: 2\n")
+    assert fresh_git_tags() == {"git_commit": head(repo), "git_code_differs": "false",
+                                "git_params_differ": "true"}
+
+
+def test_outside_git_the_commit_is_unknown(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    assert fresh_git_tags()["git_commit"] == "unknown"
+    tracking._git_tags.cache_clear()
+
+
+def test_git_is_asked_once_per_process(repo, monkeypatch):
+    first = fresh_git_tags()
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("git asked again"))
+    assert tracking.git_tags() == first
+
+
+def test_every_run_carries_the_commit_and_the_package_versions(repo, monkeypatch):
+    import mlflow
+
+    (repo / "params.yaml").write_text("seed: 2\n")
+    tracking._git_tags.cache_clear()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{repo.parent / 'mlflow.db'}")
+    monkeypatch.delenv("MLFLOW_RUN_CONTEXT", raising=False)
+    tracking.setup("stages")
+    with mlflow.start_run() as run:
+        tags = mlflow.get_run(run.info.run_id).data.tags
+    assert tags["git_commit"] == head(repo)
+    assert tags["git_code_differs"] == "false" and tags["git_params_differ"] == "true"
+    for name in ("python", "tensorflow", "keras", "numpy", "pandas", "scikit-learn", "mlflow",
+                 "optuna", "dvc"):
+        assert tags[f"version.{name}"] != tracking.NOT_INSTALLED, name
+    assert tags["version.numpy"] == __import__("numpy").__version__
+    lineage = tracking.lineage_tags()
+    assert tracking.reproducibility_tags("gru", repo / "metrics").items() >= lineage.items()
+
+
+def test_a_missing_package_is_not_installed(monkeypatch):
+    monkeypatch.setitem(tracking.VERSIONED_PACKAGES, "nothing", ("no-such-distribution-xyz",))
+    tracking.package_versions.cache_clear()
+    try:
+        assert tracking.package_versions()["version.nothing"] == tracking.NOT_INSTALLED
+    finally:
+        tracking.package_versions.cache_clear()

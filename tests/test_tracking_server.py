@@ -19,7 +19,7 @@ from test_serving import MLFLOW, free_port, start
 
 ARCH = "gru"
 OUTPUTS = [Path("models", ARCH), Path("metrics/train", f"{ARCH}.json"),
-           Path("plots/history", f"{ARCH}.csv")]
+           Path("timings/train", f"{ARCH}.json"), Path("plots/history", f"{ARCH}.csv")]
 
 
 class TrackingServer:

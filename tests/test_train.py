@@ -10,7 +10,7 @@ from conftest import keyword_data
 
 from pipeline.config import ModelParams, TrainParams
 from pipeline.models import ARCHITECTURES, build_model
-from pipeline.train import compile_model, fit, summarize, use_xla
+from pipeline.train import compile_model, fit, summarize, training_timings, use_xla
 
 
 @pytest.mark.parametrize("architecture", ["gru", "conv1d"])
@@ -28,9 +28,13 @@ def test_fit_learns_a_keyword_task_and_reports_a_history(architecture):
     assert list(history.columns[:1]) == ["epoch"]
     assert {"loss", "val_loss", "accuracy", "val_accuracy"} <= set(history.columns)
     assert history.val_accuracy.max() >= 0.9
-    summary = summarize(history, seconds, model, 256)
+    summary = summarize(history, model)
     assert summary["epochs"] == len(history)
     assert summary["best_val_loss"] == round(history.val_loss.min(), 4)
+    assert not {"train_seconds", "train_samples_per_second"} & set(summary)  # timings/, apart
+    timings = training_timings(history, seconds, 256)
+    assert timings["train_seconds"] == round(seconds, 1)
+    assert timings["train_samples_per_second"] > 0
 
 
 def test_early_stopping_restores_the_best_epoch_weights():

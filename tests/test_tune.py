@@ -26,6 +26,7 @@ from pipeline.io import read_json
 from pipeline.train import final_model_params
 
 ARCH = "gru"
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
 
@@ -33,9 +34,9 @@ def write_params(root: Path, **tune_overrides) -> None:
     params = yaml.safe_load((PROJECT_ROOT / "params.small.yaml").read_text())
     params["prepare"].update(vocab_size=20, maxlen=16)
     params["lessons"].update(maxlens=[8, 16], gradient_timesteps=16)  # no longer than maxlen
-    params["train"].update(bucket_width=4, jit_compile=False)
-    params["tune"].update({"n_trials": 3, "timeout_seconds": 120, "train_fraction": 0.5,
-                           "max_epochs": 2, "startup_trials": 1, **tune_overrides})
+    params["train"].update(bucket_width=4, jit_compile=False, max_epochs=2)
+    params["tune"].update({"n_trials": 3, "startup_trials": 1, "warmup_epochs": 0,
+                           **tune_overrides})
     params["search_spaces"][ARCH] = {"learning_rate": {"low": 0.001, "high": 0.05, "log": True},
                                      "units": {"low": 4, "high": 8}}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -46,7 +47,7 @@ def project(tmp_path, monkeypatch):
     """A directory holding params.yaml and data/prepared, with MLflow in a temporary store."""
     prepared = tmp_path / "data/prepared"
     prepared.mkdir(parents=True)
-    for split, (n, seed) in {"train": (192, 0), "val": (64, 1)}.items():
+    for split, (n, seed) in {"train": (192, 0), "val": (64, 1), "test": (64, 2)}.items():
         x, y = keyword_data(n, seed)
         np.savez(prepared / f"{split}.npz", x=x, y=y, id=np.arange(n))
     write_params(tmp_path)
@@ -141,7 +142,7 @@ def test_a_hopeless_trial_is_pruned_and_a_nan_trial_fails_without_stopping_the_s
     states = [t.state for t in load_study(project, storage).trials]
     assert states[:3] == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
                           optuna.trial.TrialState.FAIL]
-    assert len(states) == 4 and states[3] in tune.FINISHED  # the study went on to its total
+    assert len(states) == 4 and states[3] in FINISHED  # the study went on to its total
     by_trial = {r.data.tags["trial"]: r for r in child_runs(os.environ["MLFLOW_TRACKING_URI"])}
     assert by_trial["1"].data.tags["state"] == "PRUNED"
     assert by_trial["2"].data.tags["state"] == "FAIL" and by_trial["2"].info.status == "FAILED"
@@ -161,7 +162,7 @@ def wait_for_a_running_trial(process: subprocess.Popen, journal: Path, finished:
         if not optuna.get_all_study_summaries(storage):
             continue
         trials = load_study(journal.parent, storage).trials
-        if sum(t.state in tune.FINISHED for t in trials) >= finished and any(
+        if sum(t.state in FINISHED for t in trials) >= finished and any(
                 t.state == optuna.trial.TrialState.RUNNING
                 and t.user_attrs.get("pipeline.pid") == str(process.pid) for t in trials):
             return trials
@@ -177,7 +178,7 @@ def test_a_study_killed_three_times_keeps_its_finished_trials_and_completes(proj
         trials = wait_for_a_running_trial(process, journal, finished)
         process.send_signal(signal.SIGKILL)
         process.wait()
-        finished_before.update({t.number: t for t in trials if t.state in tune.FINISHED})
+        finished_before.update({t.number: t for t in trials if t.state in FINISHED})
         killed += [t.number for t in trials if t.state == optuna.trial.TrialState.RUNNING
                    and t.user_attrs["pipeline.pid"] == str(process.pid)]
 
@@ -190,7 +191,7 @@ def test_a_study_killed_three_times_keeps_its_finished_trials_and_completes(proj
             trial.state, trial.params, trial.value)
     assert len(killed) == 3 and all(after[n].state == optuna.trial.TrialState.FAIL
                                     for n in killed)  # not counted as finished
-    finished = [t for t in after if t.state in tune.FINISHED]
+    finished = [t for t in after if t.state in FINISHED]
     assert len(finished) == 4 and len(after) == 4 + 3
     assert len({tuple(sorted(t.params.items())) for t in finished}) == 4
     defaults = load_params().model(ARCH)  # the killed defaults trial was run again
@@ -243,7 +244,7 @@ def test_two_workers_share_one_study_through_postgresql(project, postgres):
     study = load_study(project, postgres)
     numbers = [t.number for t in study.trials]
     assert sorted(numbers) == list(range(len(numbers)))  # none lost, none duplicated
-    finished = [t for t in study.trials if t.state in tune.FINISHED]
+    finished = [t for t in study.trials if t.state in FINISHED]
     # Trials already running when the study reached its total still finish and are kept.
     assert 4 <= len(finished) <= 5 and len(finished) == len(study.trials)
     logged = sorted(int(r.data.tags["trial"]) for r in child_runs(
@@ -257,3 +258,36 @@ def test_two_workers_share_one_study_through_postgresql(project, postgres):
     parents = {r.data.tags["mlflow.parentRunId"] for r in child_runs(
         os.environ["MLFLOW_TRACKING_URI"])}
     assert len(parents) == 1  # one parent run per study, shared by the workers
+
+
+def test_the_best_trials_score_is_what_the_train_stage_reproduces(project):
+    tune.main(ARCH)
+    result = read_json(project / "tuned/gru.json")
+    assert result["defaults_value"] <= result["best_value"]  # trial 0 is the defaults
+    assert 0 <= result["defaults_test_accuracy"] <= 1
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    subprocess.run([sys.executable, "-m", "pipeline.train", ARCH], cwd=project, env=env,
+                   check=True, capture_output=True)
+    trained = read_json(project / "metrics/train/gru.json")
+    assert trained["best_val_accuracy"] == result["best_value"]
+
+
+def test_two_fresh_studies_make_the_same_trials(project, tmp_path_factory):
+    tune.main(ARCH)
+    first = read_json(project / "tuned/gru.json")
+    shutil.rmtree(project / "optuna")  # a fresh clone: no study, a new MLflow store
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path_factory.mktemp('mlflow')}/m.db"
+    tune.main(ARCH)
+    second = read_json(project / "tuned/gru.json")
+    assert second == first
+
+
+def test_a_study_the_time_guard_stops_fails_and_writes_nothing(project):
+    write_params(project, n_trials=3, max_minutes=1e-4)  # ends after the first trial
+    with pytest.raises(tune.UserError, match=r"stopped by tune.max_minutes .* 1 of 3 trials"):
+        tune.main(ARCH)
+    assert not (project / "tuned/gru.json").exists()
+    write_params(project, n_trials=3)  # the guard lifted, a rerun continues the study
+    tune.main(ARCH)
+    study = load_study(project, str(project / "optuna/gru.journal"))
+    assert len(study.trials) == 3

@@ -21,20 +21,28 @@ PARAMS = ValidateParams(balance_tolerance=0.1, min_words=2, max_words=50,
 
 
 def reviews() -> pd.DataFrame:
-    """A valid table: two reviews per split and label, ratings that agree with the labels."""
-    rows = [(i, split, label, 9 if label else 2,
+    """A valid table: two reviews per split and label, ratings that agree with the labels;
+    movies tt10, tt11 in train and tt20, tt21 in test, each with one review of either label."""
+    rows = [(i, split, label, 9 if label else 2, f"tt{1 + (split == 'test')}{i}",
              f"{'Loved' if label else 'Hated'} {split} film number {i}")
             for split in ("train", "test") for label in (0, 1) for i in range(2)]
-    table = pd.DataFrame(rows, columns=["id", "split", "label", "rating", "text"])
+    table = pd.DataFrame(rows, columns=["id", "split", "label", "rating", "movie_id", "text"])
     return table.astype({"label": "int8", "rating": "int64", "id": "int64"})
 
 
 def test_a_valid_table_passes_every_expectation():
     kept, report, listing = validate(reviews(), PARAMS)
     assert kept.equals(reviews())
-    assert all(report["expectations"].values()) and len(report["expectations"]) == 11
+    assert all(report["expectations"].values()) and len(report["expectations"]) == 12
+    assert report["expectations"]["movie ids look like tt<digits>"]
     assert report["splits"]["test"] == {"reviews": 4, "positive_share": 0.5, "median_words": 5.0}
+    assert report["movies"] == {"train": 2, "test": 2, "shared_train_test": 0}
     assert listing.empty
+
+
+def test_movies_shared_by_train_and_test_are_counted_not_refused():
+    _, report, _ = validate(edited(movie_id={4: "tt10", 6: "tt10"}), PARAMS)  # test tt20 -> tt10
+    assert report["movies"] == {"train": 2, "test": 2, "shared_train_test": 1}
 
 
 def edited(**cells) -> pd.DataFrame:
@@ -65,6 +73,12 @@ def edited(**cells) -> pd.DataFrame:
     (reviews().astype({"label": "int64"}), r"'dtype\('int8'\)' \(column label\) failed: observed "
                                            r"'int64'"),
     (reviews().drop(columns="rating"), r"'column_in_dataframe' failed: observed 'rating'"),
+    (edited(movie_id={6: "nm0000123"}), r"'movie ids look like tt<digits>' \(column movie_id\) "
+                                        r"failed: observed 'nm0000123' in 1 row\(s\): test/pos/0"),
+    (edited(movie_id={1: "tt12x", 7: ""}), r"'movie ids look like tt<digits>' \(column "
+                                           r"movie_id\) failed: observed 'tt12x', '' in 2 "
+                                           r"row\(s\): train/neg/1, test/pos/1"),
+    (reviews().drop(columns="movie_id"), r"'column_in_dataframe' failed: observed 'movie_id'"),
     (reviews().assign(extra=1), r"'column_in_schema' failed: observed 'extra'"),
 ])
 def test_each_violated_expectation_is_named_with_what_was_observed_and_where(table, message):
@@ -105,9 +119,9 @@ def leaky_table() -> pd.DataFrame:
         ("test", 2): "Another unique ONE",          # near copy of test 1
         ("test", 3): "A third test review.",
     }
-    rows = [(i, split, 0, 2, text) for (split, i), text in texts.items()]
-    return pd.DataFrame(rows, columns=["id", "split", "label", "rating", "text"]).astype(
-        {"label": "int8"})
+    rows = [(i, split, 0, 2, f"tt{i}", text) for (split, i), text in texts.items()]
+    return pd.DataFrame(rows, columns=["id", "split", "label", "rating", "movie_id",
+                                       "text"]).astype({"label": "int8"})
 
 
 def test_normalization_ignores_case_html_and_punctuation():
@@ -152,6 +166,7 @@ def test_the_synthetic_archive_passes_with_the_small_params(tmp_path):
     kept, report, _ = validate(labelled, params)
     assert len(kept) == len(labelled) == 240
     assert report["duplicates"]["exact"]["test_in_train"] == 0
+    assert report["movies"]["shared_train_test"] == 0 and report["movies"]["train"] >= 30
 
 
 def test_a_failing_stage_writes_nothing(tmp_path, monkeypatch):

@@ -1,0 +1,211 @@
+"""Seed spread: does an architecture's test accuracy, or the ranking, hinge on the training seed?
+
+    python benchmarks/seed_spread.py            # after `dvc repro prepare`, from the root
+    python benchmarks/seed_spread.py --architectures gru lstm --seeds 42 43 44
+
+Per architecture and seed, trains as the train stage does (pipeline.train: the hyperparameters
+of final_model_params, compile_model, fit with early stopping and the learning-rate schedule,
+best weights restored) and scores the test split at evaluate.threshold. Per architecture: the
+accuracy at each seed, their mean and spread (max - min, in points) against the 1-point target,
+beside the width of the bootstrap CI of the committed run (metrics/eval/<arch>.json). The CI
+covers resampling the test reviews, the spread retraining with another seed: two different
+sources of noise. Then, for each architecture against the next best one by mean accuracy,
+whether the gap exceeds the larger seed spread of the two and whether their CIs overlap.
+Writes benchmarks/results/seed_spread.{csv,md} after each architecture, so a stopped run keeps
+what it measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import itertools
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import keras
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.training_throughput import machine, markdown  # noqa: E402
+from pipeline.config import Params, load_params  # noqa: E402
+from pipeline.evaluate import EVAL_METRICS_DIR  # noqa: E402
+from pipeline.io import atomic_path, read_json  # noqa: E402
+from pipeline.models import build_model  # noqa: E402
+from pipeline.prepare import PREPARED_DIR, SPLITS, load_split  # noqa: E402
+from pipeline.train import TUNED_DIR, compile_model, final_model_params, fit  # noqa: E402
+from pipeline.tune import best_val_accuracy, test_accuracy  # noqa: E402
+
+OUT = Path("benchmarks/results/seed_spread")
+SEEDS = (42, 43, 44)
+TARGET_POINTS = 1.0  # the issue's bound on max - min test accuracy over the seeds
+
+
+class Setup(NamedTuple):
+    params: Params
+    data: dict
+    tuned_dir: Path
+
+
+def train_once(setup: Setup, architecture: str, seed: int) -> dict:
+    """One training of `architecture` as train@<arch> runs it, with `seed`, scored on test."""
+    params = dataclasses.replace(setup.params, seed=seed)
+    model_params, tuned = final_model_params(params, architecture, setup.tuned_dir)
+    started = time.perf_counter()
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    model = build_model(architecture, params.prepare.vocab_size, params.prepare.maxlen,
+                        **model_params.hyperparameters)
+    compile_model(model, model_params.learning_rate, params.train, model_params.optimizer)
+    history, _ = fit(model, setup.data, model_params, params.train, params.prepare.padding,
+                     seed)
+    accuracy = test_accuracy(model, setup.data["test"], model_params, params)
+    return {"accuracy": accuracy, "epochs": len(history),
+            "best_epoch": int(history.epoch[history.val_loss.idxmin()]),
+            "best_val_accuracy": round(best_val_accuracy(history), 4), "tuned": tuned,
+            "seconds": time.perf_counter() - started}
+
+
+def committed_ci(architecture: str, eval_dir: Path) -> tuple[float, float]:
+    """(low, high) of the committed run's accuracy CI; NaN where evaluate has not run."""
+    path = eval_dir / f"{architecture}.json"
+    if not path.exists():
+        return np.nan, np.nan
+    scores = read_json(path)
+    return scores.get("accuracy_ci_low", np.nan), scores.get("accuracy_ci_high", np.nan)
+
+
+def listed(values) -> str:
+    return " ".join(str(v) for v in values)
+
+
+def architecture_row(architecture: str, runs: list[dict], seeds: list[int],
+                     ci: tuple[float, float]) -> dict:
+    accuracies = [run["accuracy"] for run in runs]
+    spread = round((max(accuracies) - min(accuracies)) * 100, 2)
+    return {
+        "architecture": architecture,
+        "tuned": runs[0]["tuned"],
+        "seeds": listed(seeds),
+        "test_accuracies": listed(accuracies),
+        "mean_accuracy": round(float(np.mean(accuracies)), 4),
+        "spread_points": spread,
+        "within_1_point": spread <= TARGET_POINTS,
+        "ci_low": ci[0],
+        "ci_high": ci[1],
+        "ci_width_points": round((ci[1] - ci[0]) * 100, 2),
+        "best_epochs": listed(run["best_epoch"] for run in runs),
+        "epochs": listed(run["epochs"] for run in runs),
+        "best_val_accuracies": listed(run["best_val_accuracy"] for run in runs),
+        "train_minutes": round(sum(run["seconds"] for run in runs) / 60, 1),
+    }
+
+
+def measure(setup: Setup, architecture: str, seeds: list[int], eval_dir: Path) -> dict:
+    runs = []
+    for seed in seeds:
+        runs.append(train_once(setup, architecture, seed))
+        print(f"{architecture} seed {seed}: test accuracy {runs[-1]['accuracy']:.4f} "
+              f"(best epoch {runs[-1]['best_epoch']}) in {runs[-1]['seconds']:.0f} s",
+              flush=True)
+    return architecture_row(architecture, runs, seeds, committed_ci(architecture, eval_dir))
+
+
+def ci_text(row) -> str:
+    if pd.isna(row.ci_low) or pd.isna(row.ci_high):
+        return "no committed CI"
+    return f"CI {row.ci_low * 100:.1f}-{row.ci_high * 100:.1f}"
+
+
+def comparison(better, worse) -> str:
+    """`better` against the next best architecture: does the order survive seed and CI?"""
+    gap = (better.mean_accuracy - worse.mean_accuracy) * 100
+    spread = max(better.spread_points, worse.spread_points)
+    seed_verdict = ("exceeds" if gap > spread else "does not exceed") + \
+        f" the larger seed spread ({spread:.2f})"
+    if pd.isna([better.ci_low, better.ci_high, worse.ci_low, worse.ci_high]).any():
+        ci_verdict = "CIs unknown"
+    else:
+        ci_verdict = "CIs overlap" if better.ci_low <= worse.ci_high else "CIs do not overlap"
+    survives = gap > spread and ci_verdict == "CIs do not overlap"
+    return (f"{better.architecture} > {worse.architecture}: gap {gap:.2f} points {seed_verdict}; "
+            f"{ci_verdict} ({ci_text(better)}, {ci_text(worse)}) -> "
+            + ("survives both" if survives else "not robust"))
+
+
+def summary(table: pd.DataFrame) -> list[str]:
+    """Within-target count, then one line per adjacent pair ranked by mean accuracy."""
+    ranked = list(table.sort_values("mean_accuracy", ascending=False).itertuples(index=False))
+    within = int(table.within_1_point.sum())
+    return [f"{within} of {len(table)} architectures within {TARGET_POINTS:g} point of spread",
+            *(comparison(better, worse) for better, worse in itertools.pairwise(ranked))]
+
+
+def header(args: argparse.Namespace, argv: list[str] | None, params: Params) -> list[str]:
+    command = shlex.join(["python", "benchmarks/seed_spread.py",
+                          *(sys.argv[1:] if argv is None else argv)])
+    level = f"{params.evaluate.confidence:.0%}"
+    return [f"Test accuracy over training seeds {listed(args.seeds)} ({args.params}, "
+            f"{args.prepared_dir})", "",
+            f"- machine: {machine()}",
+            f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
+            f"- command: `{command}`",
+            f"- spread_points: max - min test accuracy over the seeds, in points (target <= "
+            f"{TARGET_POINTS:g}); accuracy at probability >= {params.evaluate.threshold}",
+            f"- ci_low, ci_high: {level} bootstrap CI over the test reviews of the committed "
+            f"run (seed {params.seed}, {args.eval_dir}); blank where it has not been evaluated",
+            "- best_epochs, best_val_accuracies: the epoch of lowest val_loss (whose weights "
+            "are kept) and its val_accuracy, per seed",
+            "- comparisons: each architecture against the next best by mean accuracy; the "
+            "order holds across seeds when the gap exceeds the larger spread of the two"]
+
+
+def write(table: pd.DataFrame, lines: list[str], out: Path) -> str:
+    report = markdown(table, lines) + "\n" + "\n".join(f"- {s}" for s in summary(table)) + "\n"
+    with atomic_path(out.with_suffix(".csv")) as tmp:
+        table.to_csv(tmp, index=False)
+    with atomic_path(out.with_suffix(".md")) as tmp:
+        tmp.write_text(report, encoding="utf-8")
+    return report
+
+
+def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Params, list[str]]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--architectures", nargs="+", help="default: all in --params")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    parser.add_argument("--prepared-dir", type=Path, default=PREPARED_DIR)
+    parser.add_argument("--tuned-dir", type=Path, default=TUNED_DIR)
+    parser.add_argument("--eval-dir", type=Path, default=EVAL_METRICS_DIR,
+                        help="where the committed runs' CIs are read")
+    parser.add_argument("--out", type=Path, default=OUT, help="writes OUT.csv and OUT.md")
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    architectures = args.architectures or list(params.architectures)
+    if unknown := [a for a in architectures if a not in params.models]:
+        parser.error(f"{', '.join(unknown)} not in {args.params}")
+    if absent := [s for s in SPLITS if not (args.prepared_dir / f"{s}.npz").exists()]:
+        parser.error(f"{args.prepared_dir} has no {', '.join(absent)}.npz: "
+                     "run `dvc repro prepare` first, or pass --prepared-dir")
+    return args, params, architectures
+
+
+def main(argv: list[str] | None = None) -> None:
+    args, params, architectures = parse(argv)
+    setup = Setup(params, {split: load_split(split, args.prepared_dir) for split in SPLITS},
+                  args.tuned_dir)
+    lines, rows = header(args, argv, params), []
+    for architecture in architectures:
+        rows.append(measure(setup, architecture, args.seeds, args.eval_dir))
+        report = write(pd.DataFrame(rows), lines, args.out)
+    print(report)
+    print(f"wrote {args.out.with_suffix('.csv')} and {args.out.with_suffix('.md')}")
+
+
+if __name__ == "__main__":
+    main()
