@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 STORAGE_DIR = Path("optuna")
 STORAGE_ENV = "OPTUNA_STORAGE"
 TUNE_METRICS_DIR = Path("metrics/tune")
+KILLED_ATTR = "killed_trials"  # study user attribute: trials whose worker died mid-trial
 DEFAULTS_ROLE = {"role": "defaults"}  # the user attribute of the enqueued params.yaml trial
 COUNTED = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED,
            "failed": TrialState.FAIL, "running": TrialState.RUNNING}
@@ -167,12 +168,15 @@ def sampler_for_next_trial(study: optuna.Study, params: Params) -> optuna.sample
     """TPE seeded from the seed and the number of the trial it will sample.
 
     A fresh sampler per trial makes each trial's values a function of the seed and the
-    trials before it, so a study that is resumed, or run on a slower machine, makes the same
-    trials. A worker joining others mid-trial adds its pid, so two never sample alike.
+    trials before it, so a study run on a slower machine makes the same trials. Trials of a
+    killed worker do not count (TPE ignores failed trials too), so a resumed study samples
+    what the uninterrupted one would have. A worker joining others mid-trial adds its pid, so
+    two never sample alike.
     """
     trials = study.get_trials(deepcopy=False)
     others_running = any(t.state == TrialState.RUNNING for t in trials)
-    seed = params.seed + len(trials) + (os.getpid() if others_running else 0)
+    killed = len(study.user_attrs.get(KILLED_ATTR, []))
+    seed = params.seed + len(trials) - killed + (os.getpid() if others_running else 0)
     return optuna.samplers.TPESampler(seed=seed % 2**32,
                                       n_startup_trials=params.tune.startup_trials)
 
@@ -200,6 +204,7 @@ def fail_trials_of_dead_workers(study: optuna.Study) -> list[int]:
             study.tell(trial.number, state=TrialState.FAIL)
         except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
             continue  # another worker starting now failed it first
+        study.set_user_attr(KILLED_ATTR, [*study.user_attrs.get(KILLED_ATTR, []), trial.number])
         log.warning("trial %d was left RUNNING by a worker that is gone: marked FAIL",
                     trial.number)
         if "fixed_params" in trial.system_attrs:  # an enqueued trial (the defaults): retry it

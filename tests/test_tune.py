@@ -207,6 +207,14 @@ def test_a_study_killed_three_times_keeps_its_finished_trials_and_completes(proj
         os.environ["MLFLOW_TRACKING_URI"]))
     assert logged == [t.number for t in finished]  # each finished trial logged once
 
+    # The same study, never interrupted, makes the same trials in the same order.
+    (project / "optuna").rename(project / "optuna-killed")
+    uninterrupted = worker(project)
+    assert uninterrupted.wait(timeout=300) == 0, uninterrupted.communicate()[0]
+    again = load_study(project, tune.open_storage(str(journal))).trials
+    assert [(t.params, t.state, t.value) for t in again] == [
+        (t.params, t.state, t.value) for t in finished]
+
 
 @pytest.fixture
 def postgres():
