@@ -280,16 +280,6 @@ def test_the_best_trials_score_is_what_the_train_stage_reproduces(project):
     assert trained["best_val_accuracy"] == result["best_value"]
 
 
-def test_two_fresh_studies_make_the_same_trials(project, tmp_path_factory):
-    tune.main(ARCH)
-    first = read_json(project / "tuned/gru.json")
-    shutil.rmtree(project / "optuna")  # a fresh clone: no study, a new MLflow store
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path_factory.mktemp('mlflow')}/m.db"
-    tune.main(ARCH)
-    second = read_json(project / "tuned/gru.json")
-    assert second == first
-
-
 def test_a_study_the_time_guard_stops_fails_and_writes_nothing(project):
     write_params(project, n_trials=3, max_minutes=1e-4)  # ends after the first trial
     with pytest.raises(tune.UserError, match=r"stopped by tune.max_minutes .* 1 of 3 trials"):
