@@ -38,8 +38,8 @@ from pipeline.evaluate import EVAL_METRICS_DIR  # noqa: E402
 from pipeline.io import atomic_path, read_json  # noqa: E402
 from pipeline.models import build_model  # noqa: E402
 from pipeline.prepare import PREPARED_DIR, SPLITS, load_split  # noqa: E402
-from pipeline.train import TUNED_DIR, compile_model, final_model_params, fit  # noqa: E402
-from pipeline.tune import best_val_accuracy, test_accuracy  # noqa: E402
+from pipeline.train import TUNED_DIR, best_epoch, compile_model, final_model_params, fit  # noqa: E402
+from pipeline.tune import test_accuracy  # noqa: E402
 
 OUT = Path("benchmarks/results/seed_spread")
 SEEDS = (42, 43, 44)
@@ -64,10 +64,9 @@ def train_once(setup: Setup, architecture: str, seed: int) -> dict:
     compile_model(model, model_params.learning_rate, params.train, model_params.optimizer)
     history, _ = fit(model, setup.data, model_params, params.train, params.prepare.padding,
                      seed)
-    accuracy = test_accuracy(model, setup.data["test"], model_params, params)
-    return {"accuracy": accuracy, "epochs": len(history),
-            "best_epoch": int(history.epoch[history.val_loss.idxmin()]),
-            "best_val_accuracy": round(best_val_accuracy(history), 4), "tuned": tuned,
+    accuracy, best = test_accuracy(model, setup.data["test"], params), best_epoch(history)
+    return {"accuracy": accuracy, "epochs": len(history), "best_epoch": int(best.epoch),
+            "best_val_accuracy": round(float(best.val_accuracy), 4), "tuned": tuned,
             "seconds": time.perf_counter() - started}
 
 

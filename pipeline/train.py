@@ -114,9 +114,14 @@ def fit(model: keras.Model, data: dict, model_params: ModelParams, train: TrainP
     return table, seconds
 
 
+def best_epoch(history: pd.DataFrame) -> pd.Series:
+    """The epoch early stopping restores (lowest val_loss; the first of equals)."""
+    return history.loc[history.val_loss.idxmin()]
+
+
 def summarize(history: pd.DataFrame, model: keras.Model) -> dict:
     """What the training scored: the same for the same params on any machine."""
-    best = history.loc[history.val_loss.idxmin()]
+    best = best_epoch(history)
     return {
         "epochs": len(history),
         "best_epoch": int(best.epoch),

@@ -45,7 +45,7 @@ from pipeline.io import write_json
 from pipeline.models import build_model
 from pipeline.prepare import PREPARED_DIR, load_split
 from pipeline.study_tracking import EXPERIMENT, TrialLogger, log_study, parent_run_id
-from pipeline.train import TUNED_DIR, compile_model, fit
+from pipeline.train import TUNED_DIR, best_epoch, compile_model, fit
 
 log = logging.getLogger(__name__)
 
@@ -98,18 +98,12 @@ def objective(trial: optuna.Trial, architecture: str, params: Params, data: dict
     if trial.user_attrs.get("role") == DEFAULTS_ROLE["role"]:
         # Recorded for the report (what tuning bought on held-out reviews); the study never
         # sees it: it ranks trials on validation accuracy alone.
-        trial.set_user_attr("test_accuracy", test_accuracy(model, data["test"], model_params,
-                                                           params))
-    return best_val_accuracy(history)
+        trial.set_user_attr("test_accuracy", test_accuracy(model, data["test"], params))
+    return float(best_epoch(history).val_accuracy)  # what train@<arch> reports
 
 
-def best_val_accuracy(history) -> float:
-    """val_accuracy of the epoch early stopping restores (lowest val_loss): what train reports."""
-    return float(history.val_accuracy[history.val_loss.idxmin()])
-
-
-def test_accuracy(model: keras.Model, test: tuple, model_params: ModelParams,
-                  params: Params) -> float:
+def test_accuracy(model: keras.Model, test: tuple, params: Params) -> float:
+    """Accuracy at evaluate.threshold, rounded as metrics/eval rounds it."""
     x, y = test
     probability = predict_proba(model, x, params.evaluate.batch_size, params.train.bucket_width,
                                 params.prepare.padding)
@@ -249,27 +243,21 @@ def optimize(study: optuna.Study, architecture: str, params: Params, data: dict,
              run_id: str) -> None:
     """Run trials until the study holds n_trials finished ones (a failed one is replaced, up
     to n_trials failures). Counted in the storage, so N workers stop together."""
-    guard, started = params.tune.max_minutes, time.monotonic()
-    deadline = None  # set once a trial has run: the guard never stops a study before it starts
-    logger = TrialLogger(run_id)
-    while (finished := finished_trials(study)) < params.tune.n_trials \
-            and counts(study)["failed"] < params.tune.n_trials:
-        if deadline is not None and time.monotonic() > deadline:
+    budget, guard = params.tune.n_trials, params.tune.max_minutes
+    logger, started, ran = TrialLogger(run_id), time.monotonic(), False
+    while (finished := (trials := counts(study))["complete"] + trials["pruned"]) < budget \
+            and trials["failed"] < budget:
+        # The guard never stops a study before this call has run a trial.
+        if ran and guard and time.monotonic() - started > 60 * guard:
             raise UserError(
                 f"study {study.study_name} stopped by tune.max_minutes ({guard:g}) with "
-                f"{finished} of {params.tune.n_trials} trials finished; nothing was written. "
+                f"{finished} of {budget} trials finished; nothing was written. "
                 "The finished trials are kept: rerun `dvc repro` to continue, or raise "
                 "tune.max_minutes")
         study.sampler = sampler_for_next_trial(study, params)
         study.optimize(lambda trial: objective(trial, architecture, params, data), n_trials=1,
                        catch=TRIAL_ERRORS, callbacks=[logger], gc_after_trial=True)
-        if guard and deadline is None:
-            deadline = started + 60 * guard
-
-
-def finished_trials(study: optuna.Study) -> int:
-    trials = counts(study)
-    return trials["complete"] + trials["pruned"]
+        ran = True
 
 
 def run_study(architecture: str, params: Params, storage_url: str) -> dict:
