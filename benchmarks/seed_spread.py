@@ -12,7 +12,9 @@ covers resampling the test reviews, the spread retraining with another seed: two
 sources of noise. Then, for each architecture against the next best one by mean accuracy,
 whether the gap exceeds the larger seed spread of the two and whether their CIs overlap.
 Writes benchmarks/results/seed_spread.{csv,md} after each architecture, so a stopped run keeps
-what it measured.
+what it measured; rows of architectures this run does not measure are kept from the existing
+CSV when they used the same seeds (their CI columns re-read), so the table can be filled in
+over several runs.
 """
 
 from __future__ import annotations
@@ -38,7 +40,14 @@ from pipeline.evaluate import EVAL_METRICS_DIR  # noqa: E402
 from pipeline.io import atomic_path, read_json  # noqa: E402
 from pipeline.models import build_model  # noqa: E402
 from pipeline.prepare import PREPARED_DIR, SPLITS, load_split  # noqa: E402
-from pipeline.train import TUNED_DIR, best_epoch, compile_model, final_model_params, fit  # noqa: E402
+from pipeline.train import (  # noqa: E402
+    TRAIN_METRICS_DIR,
+    TUNED_DIR,
+    best_epoch,
+    compile_model,
+    final_model_params,
+    fit,
+)
 from pipeline.tune import test_accuracy  # noqa: E402
 
 OUT = Path("benchmarks/results/seed_spread")
@@ -50,10 +59,14 @@ class Setup(NamedTuple):
     params: Params
     data: dict
     tuned_dir: Path
+    committed: tuple[Path, Path] | None = None  # (eval_dir, train_metrics_dir) for params.seed
 
 
 def train_once(setup: Setup, architecture: str, seed: int) -> dict:
-    """One training of `architecture` as train@<arch> runs it, with `seed`, scored on test."""
+    """One training of `architecture` as train@<arch> runs it, with `seed`, scored on test.
+    With setup.committed, params.seed's is read from the committed run (the same training)."""
+    if setup.committed and seed == setup.params.seed:
+        return committed_run(setup, architecture)
     params = dataclasses.replace(setup.params, seed=seed)
     model_params, tuned = final_model_params(params, architecture, setup.tuned_dir)
     started = time.perf_counter()
@@ -68,6 +81,16 @@ def train_once(setup: Setup, architecture: str, seed: int) -> dict:
     return {"accuracy": accuracy, "epochs": len(history), "best_epoch": int(best.epoch),
             "best_val_accuracy": round(float(best.val_accuracy), 4), "tuned": tuned,
             "seconds": time.perf_counter() - started}
+
+
+def committed_run(setup: Setup, architecture: str) -> dict:
+    eval_dir, train_dir = setup.committed
+    trained = read_json(train_dir / f"{architecture}.json")
+    return {"accuracy": read_json(eval_dir / f"{architecture}.json")["accuracy"],
+            "epochs": trained["epochs"], "best_epoch": trained["best_epoch"],
+            "best_val_accuracy": trained["best_val_accuracy"],
+            "tuned": final_model_params(setup.params, architecture, setup.tuned_dir)[1],
+            "seconds": 0.0}
 
 
 def committed_ci(architecture: str, eval_dir: Path) -> tuple[float, float]:
@@ -102,7 +125,23 @@ def architecture_row(architecture: str, runs: list[dict], seeds: list[int],
         "epochs": listed(run["epochs"] for run in runs),
         "best_val_accuracies": listed(run["best_val_accuracy"] for run in runs),
         "train_minutes": round(sum(run["seconds"] for run in runs) / 60, 1),
+        "measured": f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M}",
     }
+
+
+def earlier_rows(out: Path, measured: list[str], seeds: list[int], eval_dir: Path) -> list[dict]:
+    """Rows of out.csv for other architectures with the same seeds, CI columns re-read."""
+    path = out.with_suffix(".csv")
+    if not path.exists():
+        return []
+    table = pd.read_csv(path, dtype={"seeds": str})
+    kept = table[~table.architecture.isin(measured) & (table.seeds == listed(seeds))]
+    rows = []
+    for row in kept.to_dict("records"):
+        row["ci_low"], row["ci_high"] = committed_ci(row["architecture"], eval_dir)
+        row["ci_width_points"] = round((row["ci_high"] - row["ci_low"]) * 100, 2)
+        rows.append(row)
+    return rows
 
 
 def measure(setup: Setup, architecture: str, seeds: list[int], eval_dir: Path) -> dict:
@@ -183,6 +222,10 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Params, list[str]
     parser.add_argument("--eval-dir", type=Path, default=EVAL_METRICS_DIR,
                         help="where the committed runs' CIs are read")
     parser.add_argument("--out", type=Path, default=OUT, help="writes OUT.csv and OUT.md")
+    parser.add_argument("--committed-seed", action="store_true",
+                        help="read the seed of --params from the committed run (--eval-dir, "
+                        "--train-metrics-dir) instead of training it again")
+    parser.add_argument("--train-metrics-dir", type=Path, default=TRAIN_METRICS_DIR)
     args = parser.parse_args(argv)
     params = load_params(args.params)
     architectures = args.architectures or list(params.architectures)
@@ -191,17 +234,36 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Params, list[str]
     if absent := [s for s in SPLITS if not (args.prepared_dir / f"{s}.npz").exists()]:
         parser.error(f"{args.prepared_dir} has no {', '.join(absent)}.npz: "
                      "run `dvc repro prepare` first, or pass --prepared-dir")
+    if args.committed_seed and params.seed in args.seeds:
+        absent = [str(d / f"{a}.json") for a in architectures
+                  for d in (args.eval_dir, args.train_metrics_dir)
+                  if not (d / f"{a}.json").exists()]
+        if absent:
+            parser.error(f"--committed-seed: no committed run in {', '.join(absent)}: run "
+                         "`dvc repro` first, or drop --committed-seed")
     return args, params, architectures
 
 
 def main(argv: list[str] | None = None) -> None:
     args, params, architectures = parse(argv)
     setup = Setup(params, {split: load_split(split, args.prepared_dir) for split in SPLITS},
-                  args.tuned_dir)
+                  args.tuned_dir,
+                  (args.eval_dir, args.train_metrics_dir) if args.committed_seed else None)
+    earlier = earlier_rows(args.out, architectures, args.seeds, args.eval_dir)
     lines, rows = header(args, argv, params), []
+    if args.committed_seed:
+        lines.append(f"- seed {params.seed}: read from the committed run ({args.eval_dir}, "
+                     f"{args.train_metrics_dir}: the same training), not trained again; "
+                     "train_minutes counts the other seeds")
+    if earlier:
+        lines.append(f"- kept from earlier runs of this script (see `measured`): "
+                     f"{', '.join(row['architecture'] for row in earlier)}")
+    order = {name: i for i, name in enumerate(params.architectures)}
     for architecture in architectures:
         rows.append(measure(setup, architecture, args.seeds, args.eval_dir))
-        report = write(pd.DataFrame(rows), lines, args.out)
+        table = pd.DataFrame(sorted([*earlier, *rows],
+                                    key=lambda row: order.get(row["architecture"], len(order))))
+        report = write(table, lines, args.out)
     print(report)
     print(f"wrote {args.out.with_suffix('.csv')} and {args.out.with_suffix('.md')}")
 

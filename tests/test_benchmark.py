@@ -116,6 +116,33 @@ def test_seed_spread_is_max_minus_min_and_the_same_seed_gives_none(tmp_path, cap
     assert " > " in markdown and "CIs unknown" in markdown
     assert "dense seed 43: test accuracy" in capsys.readouterr().out
 
+    # A later run of one architecture keeps the other's row, re-reading its CI.
+    (tmp_path / "eval" / "dense.json").write_text('{"accuracy_ci_low": 0.7, '
+                                                  '"accuracy_ci_high": 0.8}')
+    seed_spread.main([*common, "--architectures", "conv1d", "--seeds", "42", "43",
+                      "--out", str(out)])
+    refilled = pd.read_csv(out.with_suffix(".csv"))
+    assert list(refilled.architecture) == ["dense", "conv1d"]
+    assert refilled.test_accuracies.tolist() == table.test_accuracies.tolist()
+    assert refilled.ci_low[0] == 0.7 and refilled.measured[0] == table.measured[0]
+    assert "kept from earlier runs of this script (see `measured`): dense" in \
+        out.with_suffix(".md").read_text(encoding="utf-8")
+
+    # --committed-seed reads the params' seed (42) from the committed run instead of training.
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "dense.json").write_text('{"epochs": 2, "best_epoch": 1, '
+                                                   '"best_val_accuracy": 0.25}')
+    (tmp_path / "eval" / "dense.json").write_text('{"accuracy": 0.125, "accuracy_ci_low": 0.1, '
+                                                  '"accuracy_ci_high": 0.2}')
+    committed = tmp_path / "results" / "committed"
+    seed_spread.main([*common, "--architectures", "dense", "--seeds", "42", "43",
+                      "--committed-seed", "--train-metrics-dir", str(tmp_path / "train"),
+                      "--out", str(committed)])
+    row = pd.read_csv(committed.with_suffix(".csv")).iloc[0]
+    assert row.test_accuracies.split() == ["0.125", table.test_accuracies[0].split()[1]]
+    assert row.best_val_accuracies.split()[0] == "0.25"
+    assert "dense seed 42: test accuracy 0.1250" in capsys.readouterr().out
+
     again = tmp_path / "results" / "same_seed"
     seed_spread.main([*common, "--architectures", "dense", "--seeds", "42", "42",
                       "--out", str(again)])

@@ -64,6 +64,7 @@ def project(tmp_path_factory):
         params["lessons"]["gradient_architectures"] = ["conv1d"]
         params["models"]["conv1d"]["learning_rate"] = 0.01
         params["train"]["max_epochs"] = params["train"]["patience"] = 8
+        params["tune"]["n_trials"] = 0  # the defaults: tuning is test_tune.py's
 
     set_params(root, one_strong_model)
     archive = build_archive(base / "aclImdb_v1.tar.gz", per_folder=60, unlabelled=5)
