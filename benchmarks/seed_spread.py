@@ -102,6 +102,10 @@ def committed_ci(architecture: str, eval_dir: Path) -> tuple[float, float]:
     return scores.get("accuracy_ci_low", np.nan), scores.get("accuracy_ci_high", np.nan)
 
 
+def ci_columns(ci: tuple[float, float]) -> dict:
+    return {"ci_low": ci[0], "ci_high": ci[1], "ci_width_points": round((ci[1] - ci[0]) * 100, 2)}
+
+
 def listed(values) -> str:
     return " ".join(str(v) for v in values)
 
@@ -118,9 +122,7 @@ def architecture_row(architecture: str, runs: list[dict], seeds: list[int],
         "mean_accuracy": round(float(np.mean(accuracies)), 4),
         "spread_points": spread,
         "within_1_point": spread <= TARGET_POINTS,
-        "ci_low": ci[0],
-        "ci_high": ci[1],
-        "ci_width_points": round((ci[1] - ci[0]) * 100, 2),
+        **ci_columns(ci),
         "best_epochs": listed(run["best_epoch"] for run in runs),
         "epochs": listed(run["epochs"] for run in runs),
         "best_val_accuracies": listed(run["best_val_accuracy"] for run in runs),
@@ -138,9 +140,7 @@ def earlier_rows(out: Path, measured: list[str], seeds: list[int], eval_dir: Pat
     kept = table[~table.architecture.isin(measured) & (table.seeds == listed(seeds))]
     rows = []
     for row in kept.to_dict("records"):
-        row["ci_low"], row["ci_high"] = committed_ci(row["architecture"], eval_dir)
-        row["ci_width_points"] = round((row["ci_high"] - row["ci_low"]) * 100, 2)
-        rows.append(row)
+        rows.append({**row, **ci_columns(committed_ci(row["architecture"], eval_dir))})
     return rows
 
 
