@@ -213,6 +213,11 @@ def counts(study: optuna.Study) -> dict[str, int]:
     return {name: states.count(state) for name, state in COUNTED.items()}
 
 
+def finished(trials: dict[str, int]) -> int:
+    """Trials that count toward tune.n_trials: complete or pruned."""
+    return trials["complete"] + trials["pruned"]
+
+
 def tuning_result(study: optuna.Study, defaults: ModelParams) -> dict:
     """What train reads (hyperparameters) and what the report shows; no timings, so the same
     trials give the same file."""
@@ -245,19 +250,20 @@ def optimize(study: optuna.Study, architecture: str, params: Params, data: dict,
     to n_trials failures). Counted in the storage, so N workers stop together."""
     budget, guard = params.tune.n_trials, params.tune.max_minutes
     logger, started, ran = TrialLogger(run_id), time.monotonic(), False
-    while (finished := (trials := counts(study))["complete"] + trials["pruned"]) < budget \
-            and trials["failed"] < budget:
+    trials = counts(study)
+    log.info("study %s: %d of %d trial(s) finished", study.study_name, finished(trials), budget)
+    while finished(trials) < budget and trials["failed"] < budget:
         # The guard never stops a study before this call has run a trial.
         if ran and guard and time.monotonic() - started > 60 * guard:
             raise UserError(
                 f"study {study.study_name} stopped by tune.max_minutes ({guard:g}) with "
-                f"{finished} of {budget} trials finished; nothing was written. "
+                f"{finished(trials)} of {budget} trials finished; nothing was written. "
                 "The finished trials are kept: rerun `dvc repro` to continue, or raise "
                 "tune.max_minutes")
         study.sampler = sampler_for_next_trial(study, params)
         study.optimize(lambda trial: objective(trial, architecture, params, data), n_trials=1,
                        catch=TRIAL_ERRORS, callbacks=[logger], gc_after_trial=True)
-        ran = True
+        ran, trials = True, counts(study)
 
 
 def run_study(architecture: str, params: Params, storage_url: str) -> dict:
@@ -274,9 +280,6 @@ def run_study(architecture: str, params: Params, storage_url: str) -> dict:
                    if k not in ("n_trials", "max_minutes")}}
     tags = tracking.reproducibility_tags(architecture, PREPARED_DIR)
     run_id = parent_run_id(study, created, tags, identity)
-    trials = counts(study)
-    log.info("study %s: %d of %d trial(s) finished", study.study_name,
-             trials["complete"] + trials["pruned"], params.tune.n_trials)
     started = time.perf_counter()
     optimize(study, architecture, params, data, run_id)
     result = tuning_result(study, params.model(architecture))
