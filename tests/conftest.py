@@ -205,3 +205,21 @@ def reproduced_projects(tmp_path_factory) -> list[tuple[Path, dict, str, dict[st
 def reproduced_project(reproduced_projects) -> tuple[Path, dict, str]:
     """(root, env, the repro's log) of the first copy of `reproduced_projects`."""
     return reproduced_projects[0][:3]
+
+
+# `pytest -n 2` (pytest-xdist, --dist loadgroup) runs two workers. Each test file goes to one
+# worker whole, so a file's module fixtures are built once and its ordered tests stay in order;
+# the files that share the session's reproduced projects go together, so those are built once.
+# The longest groups are collected first, so they start first. (tryfirst: xdist reads the groups
+# in its own hook.)
+REPRO_FILES = ("test_pipeline_e2e.py", "test_reproducible.py", "test_stage_kills.py")
+LONG_FILES = (*REPRO_FILES, "test_retrain_e2e.py", "test_tune.py", "test_tracking_server.py")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    for item in items:
+        name = item.path.name
+        item.add_marker(pytest.mark.xdist_group("repro" if name in REPRO_FILES else name))
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order in a file

@@ -59,6 +59,7 @@ class Constant(mlflow.pyfunc.PythonModel):
 @pytest.fixture
 def store(tmp_path):
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("registry")  # not the id an earlier test made active in its store
     yield
     mlflow.set_tracking_uri(None)
 
