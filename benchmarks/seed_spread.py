@@ -169,7 +169,9 @@ def comparison(better, worse) -> str:
     if pd.isna([better.ci_low, better.ci_high, worse.ci_low, worse.ci_high]).any():
         ci_verdict = "CIs unknown"
     else:
-        ci_verdict = "CIs overlap" if better.ci_low <= worse.ci_high else "CIs do not overlap"
+        ci_verdict = ("CIs do not overlap" if better.ci_low > worse.ci_high
+                      else "CIs overlap" if worse.ci_low <= better.ci_high
+                      else "CIs do not overlap but rank them the other way")
     survives = gap > spread and ci_verdict == "CIs do not overlap"
     return (f"{better.architecture} > {worse.architecture}: gap {gap:.2f} points {seed_verdict}; "
             f"{ci_verdict} ({ci_text(better)}, {ci_text(worse)}) -> "

@@ -150,3 +150,20 @@ def test_seed_spread_is_max_minus_min_and_the_same_seed_gives_none(tmp_path, cap
     first, second = same.test_accuracies[0].split()
     assert first == second and same.spread_points[0] == 0
     assert first == table.test_accuracies[0].split()[0]
+
+
+@pytest.mark.parametrize("cis, verdict, survives", [
+    ((0.86, 0.87, 0.84, 0.85), "CIs do not overlap", True),
+    ((0.85, 0.87, 0.84, 0.86), "CIs overlap", False),
+    ((0.84, 0.86, 0.85, 0.87), "CIs overlap", False),
+    ((0.87, 0.88, 0.89, 0.90), "CIs do not overlap but rank them the other way", False),
+])
+def test_a_gap_survives_only_when_the_ci_order_agrees_with_the_mean_order(cis, verdict, survives):
+    seed_spread = load_script(PROJECT_ROOT / "benchmarks" / "seed_spread.py")
+    better_low, better_high, worse_low, worse_high = cis
+    better = pd.Series({"architecture": "a", "mean_accuracy": 0.90, "spread_points": 0.5,
+                        "ci_low": better_low, "ci_high": better_high})
+    worse = pd.Series({"architecture": "b", "mean_accuracy": 0.88, "spread_points": 0.5,
+                       "ci_low": worse_low, "ci_high": worse_high})
+    text = seed_spread.comparison(better, worse)
+    assert f"; {verdict}" in text and text.endswith("survives both" if survives else "not robust")
