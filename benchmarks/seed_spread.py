@@ -138,10 +138,8 @@ def earlier_rows(out: Path, measured: list[str], seeds: list[int], eval_dir: Pat
         return []
     table = pd.read_csv(path, dtype={"seeds": str})
     kept = table[~table.architecture.isin(measured) & (table.seeds == listed(seeds))]
-    rows = []
-    for row in kept.to_dict("records"):
-        rows.append({**row, **ci_columns(committed_ci(row["architecture"], eval_dir))})
-    return rows
+    return [{**row, **ci_columns(committed_ci(row["architecture"], eval_dir))}
+            for row in kept.to_dict("records")]
 
 
 def measure(setup: Setup, architecture: str, seeds: list[int], eval_dir: Path) -> dict:
