@@ -115,6 +115,26 @@ def keyword_data(n: int, seed: int):
     return pad(sequences, 16), np.array(labels, "int8")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def mlflow_globals():
+    """Put MLflow's process-wide state back after each test file. `mlflow.set_tracking_uri` and
+    `mlflow.set_experiment` keep module globals and copy them into os.environ for subprocesses
+    (MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_ID), so under pytest-xdist a file that sets them
+    would hand its temporary store to the next file on the same worker."""
+    saved = {key: value for key, value in os.environ.items() if key.startswith("MLFLOW_")}
+    yield
+    import mlflow
+    import mlflow.tracking.fluent
+
+    while mlflow.active_run():
+        mlflow.end_run()
+    mlflow.set_tracking_uri(None)
+    mlflow.tracking.fluent._active_experiment_id = None  # no public way to unset it
+    for key in [key for key in os.environ if key.startswith("MLFLOW_")]:
+        del os.environ[key]
+    os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def small_archive(tmp_path_factory) -> Path:
     return build_archive(tmp_path_factory.mktemp("archive") / "aclImdb_v1.tar.gz")

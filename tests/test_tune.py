@@ -58,9 +58,29 @@ def project(tmp_path, monkeypatch):
 
 
 def worker(root: Path, *args: str) -> subprocess.Popen:
+    """`python -m pipeline.tune gru` in `root`, its output in a file of its own (a pipe nobody
+    reads fills up and blocks the worker); `finish` waits for it and returns that output."""
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "pipeline.tune", ARCH, *args], cwd=root,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = root / f"worker-{time.monotonic_ns()}.log"
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "pipeline.tune", ARCH, *args],
+                                   cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
+    process.log = log
+    return process
+
+
+def finish(process: subprocess.Popen, timeout: int = 900) -> str:
+    """Wait for a worker to exit 0 and return its output. The timeout only guards against a hung
+    worker: under the other pytest-xdist worker's load a tiny study has taken minutes."""
+    try:
+        code = process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        code = f"still running after {timeout} s"
+    output = process.log.read_text()
+    assert code == 0, f"tune worker: {code}\n{output[-6000:]}"
+    return output
 
 
 def load_study(root: Path, storage) -> optuna.Study:
@@ -152,7 +172,7 @@ def test_a_hopeless_trial_is_pruned_and_a_nan_trial_fails_without_stopping_the_s
 def wait_for_a_running_trial(process: subprocess.Popen, journal: Path, finished: int) -> list:
     """Poll the journal until `process` is in the middle of a trial after `finished` finished
     ones; return the study's trials at that moment."""
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 600  # a guard against a hung worker, as in finish()
     storage = None
     while time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.2)
@@ -166,7 +186,9 @@ def wait_for_a_running_trial(process: subprocess.Popen, journal: Path, finished:
                 t.state == optuna.trial.TrialState.RUNNING
                 and t.user_attrs.get("pipeline.pid") == str(process.pid) for t in trials):
             return trials
-    pytest.fail(f"worker never ran trial {finished + 1}: {process.communicate()[0]}")
+    process.kill()
+    process.wait()
+    pytest.fail(f"worker never ran trial {finished + 1}:\n{process.log.read_text()[-6000:]}")
 
 
 def test_a_study_killed_three_times_keeps_its_finished_trials_and_completes(project):
@@ -183,7 +205,7 @@ def test_a_study_killed_three_times_keeps_its_finished_trials_and_completes(proj
                    and t.user_attrs["pipeline.pid"] == str(process.pid)]
 
     last = worker(project)
-    assert last.wait(timeout=300) == 0, last.communicate()[0]
+    finish(last)
     after = load_study(project, tune.open_storage(str(journal))).trials
     assert [t.number for t in after] == list(range(len(after)))  # none lost or duplicated
     for number, trial in finished_before.items():  # kept as they were, not retrained
@@ -210,7 +232,7 @@ def test_a_study_killed_three_times_keeps_its_finished_trials_and_completes(proj
     # The same study, never interrupted, makes the same trials in the same order.
     (project / "optuna").rename(project / "optuna-killed")
     uninterrupted = worker(project)
-    assert uninterrupted.wait(timeout=300) == 0, uninterrupted.communicate()[0]
+    finish(uninterrupted)
     again = load_study(project, tune.open_storage(str(journal))).trials
     assert [(t.params, t.state, t.value) for t in again] == [
         (t.params, t.state, t.value) for t in finished]
@@ -248,7 +270,7 @@ def test_two_workers_share_one_study_through_postgresql(project, postgres):
     tune.tracking.setup(tune.EXPERIMENT)
     workers = [worker(project, "--storage", postgres) for _ in range(2)]
     for process in workers:
-        assert process.wait(timeout=300) == 0, process.communicate()[0]
+        finish(process)
     study = load_study(project, postgres)
     numbers = [t.number for t in study.trials]
     assert sorted(numbers) == list(range(len(numbers)))  # none lost, none duplicated
