@@ -77,7 +77,8 @@ def train_once(setup: Setup, architecture: str, seed: int) -> dict:
     compile_model(model, model_params.learning_rate, params.train, model_params.optimizer)
     history, _ = fit(model, setup.data, model_params, params.train, params.prepare.padding,
                      seed)
-    accuracy, best = test_accuracy(model, setup.data["test"], params), best_epoch(history)
+    accuracy = test_accuracy(model, setup.data["test"], params)
+    best = best_epoch(history, params.train)
     return {"accuracy": accuracy, "epochs": len(history), "best_epoch": int(best.epoch),
             "best_val_accuracy": round(float(best.val_accuracy), 4), "tuned": tuned,
             "seconds": time.perf_counter() - started}
@@ -197,8 +198,10 @@ def header(args: argparse.Namespace, argv: list[str] | None, params: Params) -> 
             f"{TARGET_POINTS:g}); accuracy at probability >= {params.evaluate.threshold}",
             f"- ci_low, ci_high: {level} bootstrap CI over the test reviews of the committed "
             f"run (seed {params.seed}, {args.eval_dir}); blank where it has not been evaluated",
-            "- best_epochs, best_val_accuracies: the epoch of lowest val_loss (whose weights "
-            "are kept) and its val_accuracy, per seed",
+            "- best_epochs, best_val_accuracies: the epoch whose weights are kept (train.schedule "
+            f"{params.train.schedule}: " + ("the last" if params.train.schedule == "cosine"
+                                           else "the lowest val_loss")
+            + ") and its val_accuracy, per seed",
             "- comparisons: each architecture against the next best by mean accuracy; the "
             "order holds across seeds when the gap exceeds the larger spread of the two"]
 

@@ -73,6 +73,9 @@ class PrepareParams:
                "must be 'pre' or 'post'")
 
 
+SCHEDULES = ("plateau", "cosine")
+
+
 @dataclass(frozen=True)
 class TrainParams:
     max_epochs: int
@@ -81,9 +84,12 @@ class TrainParams:
     bucket_width: int = 0
     jit_compile: str | bool = "auto"
     reduce_lr_factor: float = 1.0
+    schedule: str = "plateau"
 
     def __post_init__(self):
         _check(self.max_epochs >= 1, "train.max_epochs", "must be >= 1")
+        _check(self.schedule in SCHEDULES, "train.schedule",
+               f"must be one of {', '.join(SCHEDULES)}")
         _check(self.patience >= 0, "train.patience", "must be >= 0")
         _check(0 < self.reduce_lr_factor <= 1, "train.reduce_lr_factor",
                "must be in (0, 1]: the learning rate is multiplied by it when val_loss rises "

@@ -93,7 +93,7 @@ def train_and_score(architecture: str, maxlen: int, data: dict, params: Params
     probability = predict_proba(model, x_test, params.evaluate.batch_size, train.bucket_width,
                                 params.prepare.padding)
     scores = classification_metrics(y_test, probability, params.evaluate.threshold)
-    return (_row(scores, summarize(history, model)),
+    return (_row(scores, summarize(history, model, train)),
             training_timings(history, seconds, len(short["train"][1])))
 
 

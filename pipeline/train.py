@@ -1,15 +1,16 @@
-"""Stage `train@<architecture>`: fit one architecture with early stopping, tracked in MLflow.
+"""Stage `train@<architecture>`: fit one architecture (train.schedule), tracked in MLflow.
 
 Hyperparameters: models.<arch> in params.yaml, overridden by the tune stage's winners in
 tuned/<arch>.json (see `final_model_params`).
-Writes models/<arch>/model.keras (best weights), models/<arch>/run.json (the MLflow run that
-evaluate continues), plots/history/<arch>.csv, metrics/train/<arch>.json (what training scored)
-and timings/train/<arch>.json (how long it took here).
+Writes models/<arch>/model.keras (the kept epoch's weights), models/<arch>/run.json (the MLflow
+run that evaluate continues), plots/history/<arch>.csv, metrics/train/<arch>.json (what training
+scored) and timings/train/<arch>.json (how long it took here).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -79,9 +80,34 @@ def early_stopping(patience: int) -> keras.callbacks.EarlyStopping:
                                          restore_best_weights=True)
 
 
-def schedule(train: TrainParams) -> list[keras.callbacks.Callback]:
-    """Early stopping, and the learning rate cut by `reduce_lr_factor` after each epoch whose
-    val_loss is no better: one noisy epoch then slows training instead of ending it."""
+class CosineDecay(keras.callbacks.Callback):
+    """The learning rate falls from the compiled one to 0 along a half cosine, step by step,
+    over `total_steps` (all epochs)."""
+
+    def __init__(self, total_steps: int):
+        super().__init__()
+        self.total_steps, self.step, self.initial = max(total_steps, 1), 0, None
+
+    def on_train_begin(self, logs=None):
+        self.initial = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    def on_train_batch_begin(self, batch, logs=None):
+        progress = min(self.step, self.total_steps) / self.total_steps
+        self.model.optimizer.learning_rate = self.initial * 0.5 * (1 + math.cos(math.pi * progress))
+        self.step += 1
+
+    def on_epoch_end(self, epoch, logs=None):  # into the history, as ReduceLROnPlateau does
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(
+                self.model.optimizer.learning_rate))
+
+
+def schedule(train: TrainParams, steps_per_epoch: int) -> list[keras.callbacks.Callback]:
+    """plateau: early stopping, and the learning rate cut by `reduce_lr_factor` after each epoch
+    whose val_loss is no better (one noisy epoch then slows training instead of ending it).
+    cosine: all max_epochs, the learning rate decayed to 0, the last epoch's weights kept."""
+    if train.schedule == "cosine":
+        return [CosineDecay(steps_per_epoch * train.max_epochs)]
     callbacks = [early_stopping(train.patience)]
     if train.reduce_lr_factor < 1:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
@@ -91,13 +117,13 @@ def schedule(train: TrainParams) -> list[keras.callbacks.Callback]:
 
 def fit(model: keras.Model, data: dict, model_params: ModelParams, train: TrainParams,
         padding: str, seed: int, callbacks=()) -> tuple[pd.DataFrame, float]:
-    """Train with `schedule` (early stopping on val_loss, best weights restored).
-    Returns (history, seconds)."""
+    """Train with `schedule`: early stopping on val_loss with the best weights restored, or all
+    epochs under a cosine decay (train.schedule). Returns (history, seconds)."""
     bucket_width = train.bucket_width if accepts_any_length(model) else 0
     batch_size = model_params.batch_size
     train_ds = make_dataset(*data["train"], batch_size, bucket_width, padding, seed=seed)
     val_ds = make_dataset(*data["val"], batch_size, bucket_width, padding)
-    callbacks = [*schedule(train), *callbacks]
+    callbacks = [*schedule(train, int(train_ds.cardinality())), *callbacks]
     # Repeated datasets with their steps given: Keras then keeps one iterator for the whole fit
     # instead of opening one per epoch; the batches are the same either way (each pass
     # reshuffles). Closing iterators stalled epoch starts until autotuning was turned off
@@ -114,14 +140,18 @@ def fit(model: keras.Model, data: dict, model_params: ModelParams, train: TrainP
     return table, seconds
 
 
-def best_epoch(history: pd.DataFrame) -> pd.Series:
-    """The epoch early stopping restores (lowest val_loss; the first of equals)."""
+def best_epoch(history: pd.DataFrame, train: TrainParams | None = None) -> pd.Series:
+    """The epoch whose weights training keeps: under early stopping the lowest val_loss (the
+    first of equals), under the cosine schedule the last."""
+    if train is not None and train.schedule == "cosine":
+        return history.iloc[-1]
     return history.loc[history.val_loss.idxmin()]
 
 
-def summarize(history: pd.DataFrame, model: keras.Model) -> dict:
+def summarize(history: pd.DataFrame, model: keras.Model, train: TrainParams | None = None
+              ) -> dict:
     """What the training scored: the same for the same params on any machine."""
-    best = best_epoch(history)
+    best = best_epoch(history, train)
     return {
         "epochs": len(history),
         "best_epoch": int(best.epoch),
@@ -184,7 +214,7 @@ def main(architecture: str) -> None:
         mlflow.log_params(flat_params(params, architecture, model_params))
         history, seconds = fit(model, data, model_params, params.train, params.prepare.padding,
                                params.seed, callbacks=[mlflow.keras.MlflowCallback()])
-        summary = summarize(history, model)
+        summary = summarize(history, model, params.train)
         timings = training_timings(history, seconds, len(data["train"][1]))
         mlflow.log_metrics({**summary, **timings})
         with atomic_path(MODELS_DIR / architecture) as tmp:

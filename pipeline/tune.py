@@ -99,7 +99,7 @@ def objective(trial: optuna.Trial, architecture: str, params: Params, data: dict
         # Recorded for the report (what tuning bought on held-out reviews); the study never
         # sees it: it ranks trials on validation accuracy alone.
         trial.set_user_attr("test_accuracy", test_accuracy(model, data["test"], params))
-    return float(best_epoch(history).val_accuracy)  # what train@<arch> reports
+    return float(best_epoch(history, params.train).val_accuracy)  # what train@<arch> reports
 
 
 def test_accuracy(model: keras.Model, test: tuple, params: Params) -> float:
@@ -114,11 +114,14 @@ def study_name(architecture: str, params: Params, data_hash: str) -> str:
     """<arch>-<hash of everything that defines the objective>; n_trials and max_minutes
     excluded, so raising the budget continues the study while a new search space starts afresh."""
     tune = params.tune
+    train = vars(params.train)
+    if train["schedule"] == "plateau":  # the only schedule when the committed studies were named
+        train = {k: v for k, v in train.items() if k != "schedule"}
     identity = {
         "seed": params.seed, "data": data_hash,
         "defaults": params.model(architecture).as_dict(),
         "space": {k: r.as_dict() for k, r in params.search_spaces[architecture].items()},
-        "prepare": vars(params.prepare), "train": vars(params.train),
+        "prepare": vars(params.prepare), "train": train,
         "tune": [tune.pruner, tune.startup_trials, tune.warmup_epochs],
     }
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode())

@@ -49,6 +49,7 @@ def test_unknown_hyperparameter_is_rejected_naming_the_key():
     ("download", "sha256", "abc", r"download\.sha256"),
     ("train", "max_epochs", 0, r"train\.max_epochs"),
     ("train", "jit_compile", "sometimes", r"train\.jit_compile"),
+    ("train", "schedule", "linear", r"train\.schedule.*plateau, cosine"),
 ])
 def test_invalid_values_fail_naming_the_key(section, key, value, message):
     raw = raw_params()

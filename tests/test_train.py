@@ -10,7 +10,15 @@ from conftest import keyword_data
 
 from pipeline.config import ModelParams, TrainParams
 from pipeline.models import ARCHITECTURES, build_model
-from pipeline.train import compile_model, fit, summarize, training_timings, use_xla
+from pipeline.train import (
+    CosineDecay,
+    compile_model,
+    fit,
+    schedule,
+    summarize,
+    training_timings,
+    use_xla,
+)
 
 
 @pytest.mark.parametrize("architecture", ["gru", "conv1d"])
@@ -47,6 +55,26 @@ def test_early_stopping_restores_the_best_epoch_weights():
     history, _ = fit(model, data, model_params, train, "pre", seed=0)
     restored = model.evaluate(data["val"][0], data["val"][1].astype("float32"), verbose=0)[0]
     assert restored == pytest.approx(history.val_loss.min(), rel=1e-3)
+
+
+def test_the_cosine_schedule_runs_every_epoch_decays_to_zero_and_keeps_the_last():
+    keras.utils.set_random_seed(0)
+    data = {"train": keyword_data(128, 0), "val": keyword_data(64, 1)}
+    model_params = ModelParams("gru", 0.05, 32, {"embedding_dim": 8, "units": 8})
+    train = TrainParams(max_epochs=4, patience=0, bucket_width=0, jit_compile=False,
+                        schedule="cosine")
+    callbacks = schedule(train, steps_per_epoch=4)
+    assert [type(c) for c in callbacks] == [CosineDecay]  # no early stopping, no plateau cuts
+    model = compile_model(build_model("gru", 20, 16, **model_params.hyperparameters),
+                          model_params.learning_rate, train)
+    history, _ = fit(model, data, model_params, train, "pre", seed=0)
+    assert len(history) == 4
+    rates = history.learning_rate.tolist()  # as of each epoch's end
+    assert rates == sorted(rates, reverse=True) and rates[0] < 0.05
+    assert float(model.optimizer.learning_rate) < 0.05 * 0.01  # the last step's: almost 0
+    kept = model.evaluate(data["val"][0], data["val"][1].astype("float32"), verbose=0)[0]
+    assert kept == pytest.approx(history.val_loss.iloc[-1], rel=1e-3)
+    assert summarize(history, model, train)["best_epoch"] == 4
 
 
 def test_xla_is_chosen_per_device_and_model():

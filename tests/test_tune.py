@@ -3,6 +3,7 @@ kills, and share one study between two worker processes through a real PostgreSQ
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -311,3 +312,11 @@ def test_a_study_the_time_guard_stops_fails_and_writes_nothing(project):
     tune.main(ARCH)
     study = load_study(project, str(project / "optuna/gru.journal"))
     assert len(study.trials) == 3
+
+
+def test_a_schedule_other_than_plateau_names_a_new_study():
+    params = load_params(PROJECT_ROOT / "params.yaml")
+    assert params.train.schedule == "plateau"
+    cosine = dataclasses.replace(params, train=dataclasses.replace(params.train,
+                                                                   schedule="cosine"))
+    assert tune.study_name(ARCH, cosine, "data") != tune.study_name(ARCH, params, "data")
