@@ -140,16 +140,15 @@ def fit(model: keras.Model, data: dict, model_params: ModelParams, train: TrainP
     return table, seconds
 
 
-def best_epoch(history: pd.DataFrame, train: TrainParams | None = None) -> pd.Series:
+def best_epoch(history: pd.DataFrame, train: TrainParams) -> pd.Series:
     """The epoch whose weights training keeps: under early stopping the lowest val_loss (the
     first of equals), under the cosine schedule the last."""
-    if train is not None and train.schedule == "cosine":
+    if train.schedule == "cosine":
         return history.iloc[-1]
     return history.loc[history.val_loss.idxmin()]
 
 
-def summarize(history: pd.DataFrame, model: keras.Model, train: TrainParams | None = None
-              ) -> dict:
+def summarize(history: pd.DataFrame, model: keras.Model, train: TrainParams) -> dict:
     """What the training scored: the same for the same params on any machine."""
     best = best_epoch(history, train)
     return {

@@ -36,7 +36,7 @@ def test_fit_learns_a_keyword_task_and_reports_a_history(architecture):
     assert list(history.columns[:1]) == ["epoch"]
     assert {"loss", "val_loss", "accuracy", "val_accuracy"} <= set(history.columns)
     assert history.val_accuracy.max() >= 0.9
-    summary = summarize(history, model)
+    summary = summarize(history, model, train)
     assert summary["epochs"] == len(history)
     assert summary["best_val_loss"] == round(history.val_loss.min(), 4)
     assert not {"train_seconds", "train_samples_per_second"} & set(summary)  # timings/, apart
