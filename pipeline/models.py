@@ -33,8 +33,14 @@ class JordanCell(layers.Layer):
     def build(self, input_shape):
         self.hidden = layers.Dense(self.units, activation="tanh", name="hidden")
         self.hidden.build((input_shape[0], input_shape[-1] + self.units))
-        self.output_layer = layers.Dense(self.units, activation="tanh", name="output")
+        self.output_layer = layers.Dense(self.units, activation="tanh", name="output",
+                                         kernel_initializer="orthogonal")
         self.output_layer.build((input_shape[0], self.units))
+        # The recurrent path y -> h -> y starts orthogonal, as SimpleRNN's recurrent kernel does,
+        # so a gradient neither fades nor grows along it before training shapes it.
+        recurrent = keras.initializers.Orthogonal()((self.units, self.units))
+        self.hidden.kernel.assign(keras.ops.concatenate(
+            [self.hidden.kernel[:input_shape[-1]], recurrent], axis=0))
 
     def call(self, inputs, states):
         previous_output = states[0] if isinstance(states, list | tuple) else states

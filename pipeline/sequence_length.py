@@ -5,8 +5,8 @@ in lessons.maxlens.
 The prepared sequences are padded and truncated at prepare.maxlen, so their last m columns are
 exactly the encoding at maxlen m (`cut`): nothing is tokenized again. At prepare.maxlen the
 lesson reuses what the train and evaluate stages measured; at every other length it trains the
-architecture afresh with the train stage's hyperparameters and settings, except that training
-stops after lessons.max_epochs epochs.
+architecture afresh with the train stage's hyperparameters and settings, over lessons.max_epochs
+epochs instead of train.max_epochs.
 
     python -m pipeline.sequence_length <arch>   # lessons/sequence_length/<arch>.json and
                                                 # timings/sequence_length/<arch>.json
@@ -132,13 +132,15 @@ def to_markdown(table: pd.DataFrame, params: Params) -> str:
              + " | ".join(str(int(epochs.loc[arch, m])) for m in maxlens) + " |"
              for arch, row in wide.iterrows()]
     reused = params.prepare.maxlen
+    how = ("early stopping, up to" if params.train.schedule == "plateau"
+           else f"{params.train.schedule} schedule over")
     caption = (
         "Test accuracy with each review cut to maxlen tokens, padded and truncated as in "
         "`prepare`. Same hyperparameters at every length. "
-        + (f"maxlen {reused}: the train stage's models (early stopping, up to "
+        + (f"maxlen {reused}: the train stage's models ({how} "
            f"train.max_epochs = {params.train.max_epochs} epochs); " if reused in maxlens else "")
-        + f"other lengths: trained by this lesson with early stopping, up to lessons.max_epochs "
-        f"= {params.lessons.max_epochs} epochs.")
+        + f"other lengths: trained by this lesson ({how} lessons.max_epochs "
+        f"= {params.lessons.max_epochs} epochs).")
     return "\n".join(["# Lesson 1: short vs long sequences", "", caption, "", header, rule,
                       *lines, ""])
 

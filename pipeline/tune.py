@@ -114,14 +114,11 @@ def study_name(architecture: str, params: Params, data_hash: str) -> str:
     """<arch>-<hash of everything that defines the objective>; n_trials and max_minutes
     excluded, so raising the budget continues the study while a new search space starts afresh."""
     tune = params.tune
-    train = vars(params.train)
-    if train["schedule"] == "plateau":  # the only schedule when the committed studies were named
-        train = {k: v for k, v in train.items() if k != "schedule"}
     identity = {
         "seed": params.seed, "data": data_hash,
         "defaults": params.model(architecture).as_dict(),
         "space": {k: r.as_dict() for k, r in params.search_spaces[architecture].items()},
-        "prepare": vars(params.prepare), "train": train,
+        "prepare": vars(params.prepare), "train": vars(params.train),
         "tune": [tune.pruner, tune.startup_trials, tune.warmup_epochs],
     }
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode())

@@ -111,11 +111,14 @@ def test_lesson1_table_and_chart_from_per_architecture_results(tmp_path):
     assert table.set_index(["architecture", "maxlen"]).loc[("dense", 100), "source"] \
         == "this lesson"
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    text = to_markdown(table, parse_params(raw))
+    params = parse_params(raw)
+    text = to_markdown(table, params)
     assert "| gru | 0.8400 | 0.8800 | +0.0400 | 2 | 2 |" in text
     assert "| dense | 0.8300 | 0.8200 | -0.0100 | 3 | 3 |" in text
     assert text.index("| gru |") < text.index("| dense |")  # best at the longest length first
-    assert "train.max_epochs = 10" in text and "lessons.max_epochs = 3" in text
+    assert f"train.max_epochs = {params.train.max_epochs} epochs" in text
+    assert f"lessons.max_epochs = {params.lessons.max_epochs} epochs" in text
+    assert "early stopping" in text if params.train.schedule == "plateau" else "schedule" in text
     accuracy_chart(table, tmp_path / "chart.png")
     assert (tmp_path / "chart.png").read_bytes()[:4] == b"\x89PNG"
 

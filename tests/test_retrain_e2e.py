@@ -64,6 +64,9 @@ def project(tmp_path_factory):
         params["lessons"]["gradient_architectures"] = ["conv1d"]
         params["models"]["conv1d"]["learning_rate"] = 0.01
         params["train"]["max_epochs"] = params["train"]["patience"] = 8
+        # trained as when ~0.94 was measured: early stopping, no clipping (with the small
+        # params' cosine schedule and clipping it scored 0.55, chance, in a CI run)
+        params["train"].update(schedule="plateau", clipnorm=None)
         params["tune"]["n_trials"] = 0  # the defaults: tuning is test_tune.py's
 
     set_params(root, one_strong_model)
