@@ -121,6 +121,21 @@ def pass_rates_by_test(results: pd.DataFrame) -> pd.DataFrame:
             .reset_index())
 
 
+def pass_rates_by_architecture(results: pd.DataFrame, architectures: list[str]) -> pd.DataFrame:
+    """Per test: its type and number of cases, then one pass-rate column per architecture.
+
+    `results` holds `run_suite`'s rows for each architecture, told apart by an `architecture`
+    column.
+    """
+    table = None
+    for architecture in architectures:
+        rates = pass_rates_by_test(results[results.architecture == architecture])
+        rates = rates.rename(columns={"pass_rate": architecture})
+        table = rates if table is None else table.merge(rates, how="left",
+                                                         on=["type", "test", "cases"])
+    return table
+
+
 def shortfalls(rates: dict[str, float], thresholds: dict[str, float]) -> list[str]:
     """The test types whose pass rate is below its threshold, as readable lines."""
     return [f"{kind} {rates.get(kind, 0.0):.3f} < {threshold}"

@@ -38,6 +38,7 @@ class Decision:
     held_back_by: list[str] = field(default_factory=list)  # gates failed: accuracy, behavior
     behavior_pass_rates: dict[str, float] | None = None
     behavior_thresholds: dict[str, float] | None = None
+    passed_over: dict[str, list[str]] = field(default_factory=dict)  # more accurate, failing
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -75,6 +76,23 @@ def decide_promotion(candidate_accuracy: float, champion_accuracy: float | None,
     return not held_back_by, reason, held_back_by
 
 
+def choose_candidate(ranked: list[str], pass_rates: dict[str, dict[str, float]],
+                     thresholds: dict[str, float]) -> tuple[str, dict[str, list[str]]]:
+    """The most accurate architecture whose behavioral pass rates meet the thresholds.
+
+    `ranked` runs from the most accurate down. Returns the candidate and, for each architecture
+    ranked above it, the pass rates it fell short on. When none meets them, the most accurate
+    is the candidate (and the behavior gate holds it back).
+    """
+    passed_over = {}
+    for architecture in ranked:
+        missing = shortfalls(pass_rates[architecture], thresholds)
+        if not missing:
+            return architecture, passed_over
+        passed_over[architecture] = missing
+    return ranked[0], {}
+
+
 def accuracy_on(model_uri: str, reviews: pd.DataFrame, threshold: float) -> float:
     model = mlflow.pyfunc.load_model(model_uri)
     probability = model.predict(reviews[[TEXT_COLUMN]])["probability"].to_numpy()
@@ -91,12 +109,14 @@ def current_champion(client: MlflowClient, name: str):
 def promote_if_better(name: str, architecture: str, model_uri: str, test: pd.DataFrame,
                       threshold: float, margin: float,
                       pass_rates: dict[str, float] | None = None,
-                      thresholds: dict[str, float] | None = None) -> Decision:
+                      thresholds: dict[str, float] | None = None,
+                      passed_over: dict[str, list[str]] | None = None) -> Decision:
     """Register the candidate as a version of `name`; move the alias to it only if it passes
     both gates (see `decide_promotion`).
 
     Both are scored on `test` (columns review, label); `pass_rates` are the candidate's
-    behavioral pass rates per test type.
+    behavioral pass rates per test type; `passed_over`, the more accurate architectures that
+    `choose_candidate` skipped, goes into the decision as it is.
     """
     client = MlflowClient()
     version = registered_version(client, name, model_uri, architecture)
@@ -121,7 +141,7 @@ def promote_if_better(name: str, architecture: str, model_uri: str, test: pd.Dat
     decision = Decision(promoted, reason, architecture, round(candidate_accuracy, 4),
                         None if champion_accuracy is None else round(champion_accuracy, 4),
                         margin, version.version, champion.version if champion else None,
-                        held_back_by, pass_rates, thresholds)
+                        held_back_by, pass_rates, thresholds, dict(passed_over or {}))
     log.info("champion decision: %s", decision)
     return decision
 

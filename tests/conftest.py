@@ -192,7 +192,7 @@ def small_project(root: Path) -> tuple[Path, dict]:
 # hyperparameter, the report's and the lessons' tables, the curves and the test predictions.
 # Machine measurements (timings/) and MLflow's registry state (reports/promotion.json) are not.
 RESULT_FILES = ("metrics/**/*.json", "tuned/*.json", "reports/comparison.*", "reports/tuning.csv",
-                "reports/overfitting.csv", "reports/behavior.csv",
+                "reports/overfitting.csv", "reports/behavior*.csv",
                 "lessons/**/*.json", "lessons/*.csv", "lessons/*.md", "plots/**/*.csv",
                 "predictions/*.parquet", "data/prepared/*")
 

@@ -1,6 +1,7 @@
 from collections import Counter
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from pipeline import UserError
@@ -9,6 +10,7 @@ from pipeline.behavior import (
     expand,
     load_cases,
     pass_rates,
+    pass_rates_by_architecture,
     pass_rates_by_test,
     run_suite,
     shortfalls,
@@ -83,6 +85,20 @@ def test_each_test_type_passes_and_fails_as_its_definition_says():
     per_test = pass_rates_by_test(results).set_index("test")
     assert per_test.loc["down", "pass_rate"] == 0 and per_test.loc["praise", "cases"] == 2
     assert "FAIL p=0.200 (want label 1): not bad" in summary(results)
+
+
+def test_pass_rates_by_architecture_give_one_column_per_model_in_the_order_asked():
+    cases = [Case("praise", "mft", "good", label=1), Case("praise", "mft", "fine", label=1),
+             Case("pans", "mft", "awful", label=0)]
+    says = {"optimist": {"good": 0.9, "fine": 0.8, "awful": 0.7},
+            "reader": {"good": 0.9, "fine": 0.3, "awful": 0.1}}
+    results = pd.concat([run_suite(stub(answers), cases).assign(architecture=name)
+                         for name, answers in says.items()])
+    table = pass_rates_by_architecture(results, ["reader", "optimist"])
+    assert table.columns.tolist() == ["type", "test", "cases", "reader", "optimist"]
+    assert table.test.tolist() == ["praise", "pans"]  # as the cases file orders them
+    assert table.set_index("test").loc["praise"].tolist() == ["mft", 2, 0.5, 1.0]
+    assert table.set_index("test").loc["pans"].tolist() == ["mft", 1, 1.0, 0.0]
 
 
 def test_a_model_that_always_says_positive_scores_chance_on_minimum_functionality():

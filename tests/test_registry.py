@@ -2,7 +2,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from pipeline.registry import decide, decide_promotion, promote_if_better
+from pipeline.registry import choose_candidate, decide, decide_promotion, promote_if_better
 
 
 def test_first_candidate_wins_when_there_is_no_champion():
@@ -81,3 +81,16 @@ def test_the_alias_stays_on_the_champion_when_the_candidate_fails_behavior(store
     client = mlflow.MlflowClient()
     assert client.get_model_version_by_alias("m", "champion").version == first.version
     assert client.get_model_version("m", second.version).tags["behavior_dir_pass_rate"] == "0.5000"
+
+
+def test_the_candidate_is_the_most_accurate_architecture_that_passes_behavior():
+    rates = {"dense": {**GOOD, "dir": 0.85}, "conv1d": {**GOOD, "mft": 0.5}, "gru": GOOD,
+             "lstm": GOOD}
+    candidate, passed_over = choose_candidate(["dense", "conv1d", "gru", "lstm"], rates,
+                                              THRESHOLDS)
+    assert candidate == "gru"
+    assert list(passed_over) == ["dense", "conv1d"]
+    assert passed_over["dense"] == ["dir 0.850 < 0.9"]
+    assert choose_candidate(["gru", "dense"], rates, THRESHOLDS) == ("gru", {})
+    # none passes: the most accurate is the candidate, and the behavior gate will hold it back
+    assert choose_candidate(["dense", "conv1d"], rates, THRESHOLDS) == ("dense", {})

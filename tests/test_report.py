@@ -250,13 +250,18 @@ def test_the_report_names_the_gate_that_held_the_candidate_back():
                 "held_back_by": ["behavior"], "behavior_pass_rates": {"mft": 0.5, "inv": 0.95},
                 "behavior_thresholds": {"mft": 0.55, "inv": 0.9}}
     per_test = pd.DataFrame({"type": ["mft"], "test": ["negated_pans"], "cases": [45],
-                             "pass_rate": [0.0]})
+                             "gru": [0.0], "dense": [0.25]})
     text = gate_markdown(decision, per_test)
     assert "| accuracy | 0.9000 | 0.8800 + 0.002 | yes |" in text
     assert "| behavior: mft pass rate | 0.500 | 0.55 | no |" in text
     assert "| behavior: inv pass rate | 0.950 | 0.9 | yes |" in text
     assert "Held back by the behavior gate." in text
-    assert "| mft | negated_pans | 45 | 0.000 |" in text
+    assert "| type | test | cases | gru | dense |" in text
+    assert "| mft | negated_pans | 45 | 0.00 | 0.25 |" in text
+    assert "More accurate" not in text
+    skipped = gate_markdown({**decision, "passed_over": {"dense": ["dir 0.930 < 0.95"]}},
+                            per_test)
+    assert "below the behavioral thresholds: `dense` (dir 0.930 < 0.95)." in skipped
     both = gate_markdown({**decision, "held_back_by": ["accuracy", "behavior"]}, per_test)
     assert "Held back by the accuracy and the behavior gates." in both
     assert "No gate held" in gate_markdown({**decision, "held_back_by": [], "promoted": True},
