@@ -119,7 +119,7 @@ def test_invalid_search_spaces_fail_naming_the_key(name, spec, message):
 def test_search_space_ints_floats_and_choices_are_told_apart():
     space = load_params(ROOT / "params.yaml").search_spaces["conv1d"]
     assert (space["kernel_size"].low, space["kernel_size"].high) == (3, 7)
-    assert space["learning_rate"].log and space["filters"].choices == (64, 128, 192)
+    assert space["learning_rate"].log and space["filters"].choices == (96, 128, 160)
 
 
 def test_unknown_recurrent_cell_in_a_search_space_is_named():
