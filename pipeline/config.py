@@ -1,209 +1,252 @@
-"""params.yaml as one small typed object per section. Invalid params fail here, naming the key."""
+"""params.yaml as one pydantic schema: a frozen dataclass per section, unknown keys forbidden.
+
+Invalid params fail here with a one-line ParamsError that names the key, says what it must be
+and shows what it got. A params file may extend another (`extends: params.yaml`, as
+params.small.yaml does): its values are merged over the other's, mapping by mapping.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import types
+import functools
 import typing
-from dataclasses import dataclass, fields
+from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    Strict,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass
+from pydantic.fields import FieldInfo
 
 PARAMS_FILE = Path("params.yaml")
 OPTIMIZERS = ("adam", "adamw", "nadam", "rmsprop", "sgd")  # names compile_model knows
 TRAINING_KEYS = ("learning_rate", "batch_size", "optimizer")  # the rest go to the builder
 PRUNERS = ("median", "hyperband", "none")
+SCHEDULES = ("plateau", "cosine")
+BEHAVIOR_TYPES = ("mft", "inv", "dir")
 
 
 class ParamsError(ValueError):  # noqa: N818
     """A value in params.yaml is missing or invalid; the message names the key."""
 
 
-@dataclass(frozen=True)
+class Invalid(ValueError):
+    """A failed check inside the schema: `key`, below the object checked, and the fix."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
+class Missing(Invalid):
+    """A required key is absent (or null)."""
+
+    def __init__(self, key: str):
+        super().__init__(key, "is missing")
+
+
+def _check(condition: bool, key: str, message: str) -> None:
+    if not condition:
+        raise Invalid(key, message)
+
+
+# --- value types: YAML's own, no coercion (a bool is not a number, "8" is not an int) ------
+
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict()]  # an int is accepted too, as a float
+Bool = Annotated[bool, Strict()]
+Str = Annotated[str, Strict()]
+Size = Annotated[Int, Field(ge=1)]
+Rate = Annotated[Float, Field(ge=0, lt=1, description="in [0, 1)")]
+Side = Annotated[Literal["pre", "post"], Field(description="'pre' or 'post'")]
+
+
+def _number(value: Any) -> Any:
+    """An int or a float, kept as it is (a search range of ints searches ints)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise ValueError(f"must be a number, got {value!r} ({type(value).__name__})")
+    return value
+
+
+Number = Annotated[int | float | None, PlainValidator(_number)]
+CONFIG = ConfigDict(frozen=True, extra="forbid")
+
+
+def _schema(section: str):
+    """A frozen pydantic dataclass that takes no unknown keys and raises a ParamsError naming
+    the key under `section` ("models.{architecture}" is filled in from the arguments)."""
+    def make(cls):
+        cls = dataclass(config=CONFIG)(cls)
+        validate = cls.__init__
+
+        @functools.wraps(validate)
+        def __init__(self, *args, **kwargs):
+            try:
+                validate(self, *args, **kwargs)
+            except ValidationError as err:
+                given = defaultdict(str, zip(cls.__dataclass_fields__, args, strict=False),
+                                    **kwargs)
+                raise ParamsError(_message(err, cls, section.format_map(given))) from None
+
+        cls.__init__ = __init__
+        return cls
+    return make
+
+
+# --- the sections ---------------------------------------------------------------------------
+
+@_schema("download")
 class DownloadParams:
-    url: str
-    sha256: str
-    retries: int = 3
-
-    def __post_init__(self):
-        _check(len(self.sha256) == 64 and _is_hex(self.sha256), "download.sha256",
-               f"must be 64 hex digits, got {self.sha256!r}")
-        _check(self.retries >= 0, "download.retries", "must be >= 0")
+    url: Str
+    sha256: Annotated[Str, Field(pattern=r"^[0-9a-fA-F]{64}$", description="64 hex digits")]
+    retries: Annotated[Int, Field(ge=0)] = 3
 
 
-@dataclass(frozen=True)
+@_schema("validate")
 class ValidateParams:
-    balance_tolerance: float
-    min_words: int
-    max_words: int
-    median_words: tuple[int, int]
-    duplicates_by: str = "normalized"
-    drop_duplicates: bool = False
+    balance_tolerance: Annotated[Float, Field(
+        ge=0, lt=0.5, description="between 0 and 0.5 (a distance from a 50% positive share)")]
+    min_words: Size
+    max_words: Int
+    median_words: Annotated[tuple[Int, Int], Field(description="[low, high] with low <= high")]
+    duplicates_by: Annotated[Literal["exact", "normalized"],
+                             Field(description="'exact' or 'normalized'")] = "normalized"
+    drop_duplicates: Bool = False
 
-    def __post_init__(self):
-        object.__setattr__(self, "median_words", tuple(self.median_words))
-        _check(0 <= self.balance_tolerance < 0.5, "validate.balance_tolerance",
-               "must be between 0 and 0.5 (a distance from a 50% positive share)")
-        _check(1 <= self.min_words <= self.max_words, "validate.min_words",
+    @model_validator(mode="after")
+    def _ordered(self) -> ValidateParams:
+        _check(self.min_words <= self.max_words, "min_words",
                "must be >= 1 and <= validate.max_words")
-        _check(len(self.median_words) == 2 and self.median_words[0] <= self.median_words[1],
-               "validate.median_words", "must be [low, high] with low <= high")
-        _check(self.duplicates_by in ("exact", "normalized"), "validate.duplicates_by",
-               "must be 'exact' or 'normalized'")
-        _check(isinstance(self.drop_duplicates, bool), "validate.drop_duplicates",
-               "must be true or false")
+        low, high = self.median_words
+        _check(low <= high, "median_words", "must be [low, high] with low <= high")
+        return self
 
 
-@dataclass(frozen=True)
+@_schema("prepare")
 class PrepareParams:
-    val_fraction: float
-    vocab_size: int
-    maxlen: int
-    padding: str = "pre"
-    truncating: str = "pre"
-
-    def __post_init__(self):
-        _check(0 < self.val_fraction < 1, "prepare.val_fraction", "must be between 0 and 1")
-        _check(self.vocab_size >= 3, "prepare.vocab_size", "must be >= 3")
-        _check(self.maxlen >= 1, "prepare.maxlen", "must be >= 1")
-        _check(self.padding in ("pre", "post"), "prepare.padding", "must be 'pre' or 'post'")
-        _check(self.truncating in ("pre", "post"), "prepare.truncating",
-               "must be 'pre' or 'post'")
+    val_fraction: Annotated[Float, Field(gt=0, lt=1, description="between 0 and 1")]
+    vocab_size: Annotated[Int, Field(ge=3)]
+    maxlen: Size
+    padding: Side = "pre"
+    truncating: Side = "pre"
 
 
-SCHEDULES = ("plateau", "cosine")
-
-
-@dataclass(frozen=True)
+@_schema("train")
 class TrainParams:
-    max_epochs: int
-    patience: int
-    clipnorm: float | None = None
-    bucket_width: int = 0
-    jit_compile: str | bool = "auto"
-    reduce_lr_factor: float = 1.0
-    schedule: str = "plateau"
+    max_epochs: Size
+    patience: Annotated[Int, Field(ge=0)]
+    clipnorm: Annotated[Float | None, Field(
+        gt=0, description="> 0, or null for no clipping")] = None
+    bucket_width: Annotated[Int, Field(ge=0, description=">= 0 (0: no bucketing)")] = 0
+    jit_compile: Literal["auto", True, False] = "auto"
+    reduce_lr_factor: Annotated[Float, Field(gt=0, le=1, description=(
+        "in (0, 1]: the learning rate is multiplied by it when val_loss rises (1: never)"))] = 1.0
+    schedule: Literal[SCHEDULES] = "plateau"
 
-    def __post_init__(self):
-        _check(self.max_epochs >= 1, "train.max_epochs", "must be >= 1")
-        _check(self.schedule in SCHEDULES, "train.schedule",
-               f"must be one of {', '.join(SCHEDULES)}")
-        _check(self.patience >= 0, "train.patience", "must be >= 0")
-        _check(0 < self.reduce_lr_factor <= 1, "train.reduce_lr_factor",
-               "must be in (0, 1]: the learning rate is multiplied by it when val_loss rises "
-               "(1: never)")
-        _check(self.clipnorm is None or self.clipnorm > 0, "train.clipnorm",
-               "must be > 0, or null for no clipping")
-        _check(self.bucket_width >= 0, "train.bucket_width", "must be >= 0 (0: no bucketing)")
-        _check(self.jit_compile in ("auto", True, False), "train.jit_compile",
-               "must be auto, true or false")
+    @field_validator("jit_compile", mode="before")
+    @classmethod
+    def _auto_or_bool(cls, value: Any) -> Any:
+        _check(value == "auto" or isinstance(value, bool), "",
+               f"must be auto, true or false, got {value!r}")
+        return value
 
 
-@dataclass(frozen=True)
+@_schema("evaluate")
 class EvaluateParams:
-    threshold: float = 0.5
-    batch_size: int = 512
-    n_bootstrap: int = 1000
-    confidence: float = 0.95
-    calibration_bins: int = 10
-
-    def __post_init__(self):
-        _check(0 < self.threshold < 1, "evaluate.threshold", "must be between 0 and 1")
-        _check(self.n_bootstrap >= 100, "evaluate.n_bootstrap", "must be >= 100")
-        _check(0.5 <= self.confidence < 1, "evaluate.confidence",
-               "must be at least 0.5 and below 1, e.g. 0.95")
-        _check(self.calibration_bins >= 2, "evaluate.calibration_bins", "must be >= 2")
+    threshold: Annotated[Float, Field(gt=0, lt=1, description="between 0 and 1")] = 0.5
+    batch_size: Size = 512
+    n_bootstrap: Annotated[Int, Field(ge=100)] = 1000
+    confidence: Annotated[Float, Field(
+        ge=0.5, lt=1, description="at least 0.5 and below 1, e.g. 0.95")] = 0.95
+    calibration_bins: Annotated[Int, Field(ge=2)] = 10
 
 
-@dataclass(frozen=True)
+@_schema("baseline")
 class BaselineParams:
-    min_df: int = 2
-    max_features: int | None = None
-    C: float = 1.0  # noqa: N815  (scikit-learn's name for the inverse regularization strength)
-
-    def __post_init__(self):
-        _check(self.min_df >= 1, "baseline.min_df", "must be >= 1 (a count of reviews)")
-        _check(self.max_features is None or self.max_features >= 1, "baseline.max_features",
-               "must be >= 1, or null for every n-gram seen in min_df reviews")
-        _check(self.C > 0, "baseline.C", "must be > 0")
+    min_df: Annotated[Int, Field(ge=1, description=">= 1 (a count of reviews)")] = 2
+    max_features: Annotated[Int | None, Field(
+        ge=1, description=">= 1, or null for every n-gram seen in min_df reviews")] = None
+    C: Annotated[Float, Field(gt=0)] = 1.0  # noqa: N815  (scikit-learn's inverse L2 strength)
 
 
-BEHAVIOR_TYPES = ("mft", "inv", "dir")
-
-
-@dataclass(frozen=True)
+@_schema("report")
 class ReportParams:
-    registered_model: str = "imdb-sentiment"
-    promotion_margin: float = 0.0
-    behavior_thresholds: dict[str, float] = dataclasses.field(
+    registered_model: Annotated[Str, Field(min_length=1, description="a non-empty name")] = (
+        "imdb-sentiment")
+    promotion_margin: Annotated[Float, Field(
+        ge=0, lt=1, description="between 0 and 1 (an accuracy difference)")] = 0.0
+    behavior_thresholds: dict[Str, Float] = Field(
         default_factory=lambda: dict.fromkeys(BEHAVIOR_TYPES, 0.0))
-    behavior_dir_tolerance: float = 0.01
+    behavior_dir_tolerance: Annotated[Float, Field(
+        ge=0, lt=1, description="between 0 and 1 (a probability)")] = 0.01
 
-    def __post_init__(self):
-        _check(bool(self.registered_model), "report.registered_model", "must not be empty")
-        _check(0 <= self.promotion_margin < 1, "report.promotion_margin",
-               "must be between 0 and 1 (an accuracy difference)")
-        thresholds = self.behavior_thresholds
-        _check(isinstance(thresholds, dict) and set(thresholds) == set(BEHAVIOR_TYPES),
-               "report.behavior_thresholds", f"must give exactly {', '.join(BEHAVIOR_TYPES)}")
-        for kind, value in thresholds.items():
-            _check(isinstance(value, int | float) and 0 <= value <= 1,
-                   f"report.behavior_thresholds.{kind}", "must be a pass rate between 0 and 1")
-        _check(0 <= self.behavior_dir_tolerance < 1, "report.behavior_dir_tolerance",
-               "must be between 0 and 1 (a probability)")
+    @model_validator(mode="after")
+    def _one_rate_per_type(self) -> ReportParams:
+        _check(set(self.behavior_thresholds) == set(BEHAVIOR_TYPES), "behavior_thresholds",
+               f"must give exactly {', '.join(BEHAVIOR_TYPES)}")
+        for kind, value in self.behavior_thresholds.items():
+            _check(0 <= value <= 1, f"behavior_thresholds.{kind}",
+                   "must be a pass rate between 0 and 1")
+        return self
 
 
-@dataclass(frozen=True)
+@_schema("lessons")
 class LessonsParams:
     """The two lessons: accuracy against review length, and gradients against distance."""
 
-    maxlens: tuple[int, ...]
-    max_epochs: int
-    sequence_architectures: tuple[str, ...]
-    gradient_architectures: tuple[str, ...]
-    gradient_reviews: int
-    gradient_timesteps: int
-
-    def __post_init__(self):
-        object.__setattr__(self, "maxlens", tuple(self.maxlens))
-        object.__setattr__(self, "sequence_architectures", tuple(self.sequence_architectures))
-        object.__setattr__(self, "gradient_architectures", tuple(self.gradient_architectures))
-        _check(len(self.maxlens) >= 1 and all(m >= 1 for m in self.maxlens), "lessons.maxlens",
-               "must list at least one length >= 1")
-        _check(self.max_epochs >= 1, "lessons.max_epochs", "must be >= 1")
-        _check(self.gradient_reviews >= 1, "lessons.gradient_reviews", "must be >= 1")
-        _check(self.gradient_timesteps >= 2, "lessons.gradient_timesteps", "must be >= 2")
+    maxlens: Annotated[tuple[Size, ...], Field(
+        min_length=1, description="a list of at least one length >= 1")]
+    max_epochs: Size
+    sequence_architectures: tuple[Str, ...]
+    gradient_architectures: tuple[Str, ...]
+    gradient_reviews: Size
+    gradient_timesteps: Annotated[Int, Field(ge=2)]
 
 
-@dataclass(frozen=True)
+@_schema("tune")
 class TuneParams:
     """A study's budget: trials, not seconds, so the same params give the same trials."""
 
-    n_trials: int
-    pruner: str = "median"
-    startup_trials: int = 1
-    warmup_epochs: int = 1
-    max_minutes: float | None = None
-
-    def __post_init__(self):
-        _check(self.n_trials >= 0, "tune.n_trials", "must be >= 0 (0: no tuning)")
-        _check(self.pruner in PRUNERS, "tune.pruner", f"must be one of {', '.join(PRUNERS)}")
-        _check(self.startup_trials >= 0, "tune.startup_trials", "must be >= 0")
-        _check(self.warmup_epochs >= 0, "tune.warmup_epochs", "must be >= 0")
-        _check(self.max_minutes is None or self.max_minutes > 0, "tune.max_minutes",
-               "must be > 0, or null for no time guard")
+    n_trials: Annotated[Int, Field(ge=0, description=">= 0 (0: no tuning)")]
+    pruner: Literal[PRUNERS] = "median"
+    startup_trials: Annotated[Int, Field(ge=0)] = 1
+    warmup_epochs: Annotated[Int, Field(ge=0)] = 1
+    max_minutes: Annotated[Float | None, Field(
+        gt=0, description="> 0, or null for no time guard")] = None
 
 
-@dataclass(frozen=True)
+@_schema("search_spaces")
 class SearchRange:
     """One searched hyperparameter: a numeric range (int when both ends are ints) or choices."""
 
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
+    low: Number = None
+    high: Number = None
+    log: Bool = False
     choices: tuple | None = None
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> SearchRange:
+        if self.choices is not None:
+            _check(self.low is None and self.high is None and not self.log, "",
+                   "takes choices alone, without low/high/log")
+            _check(len(self.choices) > 0, "choices", "must be a non-empty list")
+            return self
+        for end in ("low", "high"):
+            if getattr(self, end) is None:
+                raise Missing(end)
+        _check(self.low <= self.high, "", f"has low ({self.low}) > high ({self.high})")
+        _check(not self.log or self.low > 0, "", "needs low > 0 with log: true")
+        return self
 
     def contains(self, value: Any) -> bool:
         if self.choices is not None:
@@ -216,22 +259,25 @@ class SearchRange:
         return {"low": self.low, "high": self.high, "log": self.log}
 
 
-@dataclass(frozen=True)
+@_schema("models.{architecture}")
 class ModelParams:
     """One architecture's section: training settings plus its builder's keyword arguments."""
 
-    architecture: str
-    learning_rate: float
-    batch_size: int
-    hyperparameters: dict[str, Any]
-    optimizer: str = "adam"
+    architecture: Str
+    learning_rate: Annotated[Float, Field(gt=0)]
+    batch_size: Size
+    hyperparameters: dict[Str, Any]
+    optimizer: Literal[OPTIMIZERS] = "adam"
 
-    def __post_init__(self):
-        key = f"models.{self.architecture}"
-        _check(self.learning_rate > 0, f"{key}.learning_rate", "must be > 0")
-        _check(self.batch_size >= 1, f"{key}.batch_size", "must be >= 1")
-        _check(self.optimizer in OPTIMIZERS, f"{key}.optimizer",
-               f"must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+    @model_validator(mode="after")
+    def _builder_arguments(self) -> ModelParams:
+        from pipeline.models import ARCHITECTURES
+
+        _check(self.architecture in ARCHITECTURES, "",
+               f"is not a known architecture; known: {', '.join(ARCHITECTURES)}")
+        for name, value in self.hyperparameters.items():
+            _check_hyperparameter(self.architecture, name, value)
+        return self
 
     def as_dict(self) -> dict:
         """The flat form params.yaml uses: training keys and builder arguments side by side."""
@@ -243,9 +289,18 @@ class ModelParams:
         return model_params(self.architecture, {**self.as_dict(), **values})
 
 
-@dataclass(frozen=True)
+def _known_architectures(names: tuple[str, ...]) -> tuple[str, ...]:
+    from pipeline.models import ARCHITECTURES
+
+    for name in names:
+        _check(name in ARCHITECTURES, "",
+               f"lists unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}")
+    return names
+
+
+@_schema("")
 class Params:
-    seed: int
+    seed: Int
     download: DownloadParams
     validate: ValidateParams
     prepare: PrepareParams
@@ -255,9 +310,18 @@ class Params:
     report: ReportParams
     lessons: LessonsParams
     tune: TuneParams
-    architectures: tuple[str, ...]
-    models: dict[str, ModelParams]
-    search_spaces: dict[str, dict[str, SearchRange]]
+    architectures: Annotated[tuple[Str, ...], AfterValidator(_known_architectures)]
+    models: dict[Str, ModelParams]
+    search_spaces: dict[Str, dict[Str, SearchRange]]
+
+    @model_validator(mode="after")
+    def _sections_agree(self) -> Params:
+        for section in ("models", "search_spaces"):
+            _check_covers(getattr(self, section), section, self.architectures)
+        _check_lessons(self.lessons, self.prepare, self.architectures)
+        for architecture, space in self.search_spaces.items():
+            _check_search_space(architecture, space)
+        return self
 
     def model(self, architecture: str) -> ModelParams:
         if architecture not in self.models:
@@ -267,43 +331,20 @@ class Params:
         return self.models[architecture]
 
 
-def load_params(path: Path | str = PARAMS_FILE) -> Params:
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ParamsError(f"{path} not found: run from the project root") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or " ".join(str(err).split())
-        raise ParamsError(f"{path} is not valid YAML{where}: {problem}; fix the file there "
-                          "(e.g. an unclosed bracket or quote, or a tab used to indent)") from None
-    return parse_params(raw)
+# --- checks across keys ---------------------------------------------------------------------
+
+def _check_covers(section: dict, name: str, architectures: tuple[str, ...]) -> None:
+    """models and search_spaces hold one entry per listed architecture ({} searches nothing)."""
+    for architecture in architectures:
+        if architecture not in section:
+            raise Missing(f"{name}.{architecture}")
+    for architecture in section:
+        _check(architecture in architectures, f"{name}.{architecture}",
+               "is not in architectures; list it there or remove this section")
 
 
-def parse_params(raw: dict[str, Any]) -> Params:
-    from pipeline.models import ARCHITECTURES
-
-    if not isinstance(raw, dict):
-        raise ParamsError("params.yaml must be a mapping of sections")
-    architectures = _require(raw, "architectures")
-    _check(isinstance(architectures, list) and all(isinstance(a, str) for a in architectures),
-           "architectures", f"must be a list of architecture names, got {architectures!r}")
-    architectures = tuple(architectures)
-    models_raw = _require(raw, "models")
-    spaces_raw = _require(raw, "search_spaces")
-    models, search_spaces = {}, {}
-    for name in architectures:
-        _check(name in ARCHITECTURES, "architectures",
-               f"unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}")
-        models[name] = model_params(name, _require(models_raw, name, prefix="models."))
-        space = _require(spaces_raw, name, prefix="search_spaces.")  # {} searches nothing
-        _check(isinstance(space, dict), f"search_spaces.{name}",
-               "must be a mapping of hyperparameter -> {low, high, log} or {choices}")
-        search_spaces[name] = {key: search_range(name, key, spec) for key, spec in space.items()}
-    prepare = _section(PrepareParams, raw, "prepare")
-    lessons = _section(LessonsParams, raw, "lessons")
+def _check_lessons(lessons: LessonsParams, prepare: PrepareParams,
+                   architectures: tuple[str, ...]) -> None:
     # The lessons cut the prepared sequences, so they cannot ask for more tokens than exist.
     _check(max(lessons.maxlens) <= prepare.maxlen, "lessons.maxlens",
            f"must not exceed prepare.maxlen ({prepare.maxlen})")
@@ -313,155 +354,249 @@ def parse_params(raw: dict[str, Any]) -> Params:
         for name in getattr(lessons, key):
             _check(name in architectures, f"lessons.{key}",
                    f"lists {name!r}, which is not in architectures")
-    return Params(
-        seed=_typed(_require(raw, "seed"), int, "seed"),
-        download=_section(DownloadParams, raw, "download"),
-        validate=_section(ValidateParams, raw, "validate"),
-        prepare=prepare,
-        train=_section(TrainParams, raw, "train"),
-        evaluate=_section(EvaluateParams, raw, "evaluate"),
-        baseline=_section(BaselineParams, raw, "baseline"),
-        report=_section(ReportParams, raw, "report"),
-        lessons=lessons,
-        tune=_section(TuneParams, raw, "tune"),
-        architectures=architectures,
-        models=models,
-        search_spaces=search_spaces,
-    )
 
 
-def model_params(architecture: str, section: dict[str, Any], where: str = "models") -> ModelParams:
-    """Check one architecture's flat hyperparameters and split them into training and builder."""
-    from pipeline.models import builder_arguments
-
-    prefix = f"{where}.{architecture}."
-    _check(isinstance(section, dict), prefix.rstrip("."), "must be a mapping of hyperparameters")
-    _check_hyperparameter_names(architecture, section, prefix)
-    hyperparameters = {k: v for k, v in section.items() if k in builder_arguments(architecture)}
-    _check_hyperparameter_values(architecture, hyperparameters, prefix)
-    return ModelParams(
-        architecture=architecture,
-        learning_rate=_typed(_require(section, "learning_rate", prefix), float,
-                             f"{prefix}learning_rate"),
-        batch_size=_typed(_require(section, "batch_size", prefix), int, f"{prefix}batch_size"),
-        optimizer=section.get("optimizer") or "adam",
-        hyperparameters=hyperparameters,
-    )
-
-
-def _check_hyperparameter_values(architecture: str, hyperparameters: dict, prefix: str) -> None:
-    """Each builder argument has the type of its default: sizes are ints >= 1, dropout a rate."""
-    import inspect
-
-    from pipeline.models import ARCHITECTURES, RECURRENT_CELLS
-
-    defaults = {name: p.default for name, p in
-                inspect.signature(ARCHITECTURES[architecture]).parameters.items()}
-    for name, value in hyperparameters.items():
-        key, default = f"{prefix}{name}", defaults[name]
-        if name == "cell":
-            _check(value in RECURRENT_CELLS, key,
-                   f"must be one of {', '.join(RECURRENT_CELLS)}, got {value!r}")
-        elif isinstance(default, float):  # dropout rates
-            _check(0 <= _typed(value, float, key) < 1, key, f"must be in [0, 1), got {value!r}")
-        elif isinstance(default, int):  # embedding_dim, units, filters, kernel_size, pool_size
-            _check(_typed(value, int, key) >= 1, key, f"must be >= 1, got {value!r}")
-
-
-def search_range(architecture: str, name: str, spec: Any) -> SearchRange:
+def _check_search_space(architecture: str, space: dict[str, SearchRange]) -> None:
+    """Each searched key is one the architecture takes; named choices are known names."""
     from pipeline.models import RECURRENT_CELLS
 
-    key = f"search_spaces.{architecture}.{name}"
-    _check_hyperparameter_names(architecture, {name: None}, f"search_spaces.{architecture}.")
-    _check(isinstance(spec, dict), key, "must be {low, high[, log]} or {choices: [...]}")
-    if "choices" in spec:
-        _check(set(spec) == {"choices"}, key, "takes choices alone, without low/high/log")
-        choices = spec["choices"]
-        _check(isinstance(choices, list) and len(choices) > 0, f"{key}.choices",
-               "must be a non-empty list")
-        known = {"optimizer": OPTIMIZERS, "cell": tuple(RECURRENT_CELLS)}.get(name)
-        for choice in choices:
+    known_choices = {"optimizer": OPTIMIZERS, "cell": tuple(RECURRENT_CELLS)}
+    for name, spec in space.items():
+        key = f"search_spaces.{architecture}.{name}"
+        _check(name in TRAINING_KEYS or name in _hyperparameter_types(architecture), key,
+               _not_a_hyperparameter(architecture))
+        known = known_choices.get(name)
+        for choice in spec.choices or ():
             _check(known is None or choice in known, f"{key}.choices",
                    f"has unknown {name} {choice!r}; known: {', '.join(known or ())}")
-        return SearchRange(choices=tuple(choices))
-    for end in ("low", "high"):
-        value = _require(spec, end, prefix=f"{key}.")
-        _check(isinstance(value, int | float) and not isinstance(value, bool), f"{key}.{end}",
-               f"must be a number, got {value!r}")
-    unknown = set(spec) - {"low", "high", "log"}
-    _check(not unknown, key, f"has unknown keys {sorted(unknown)}; use low, high, log or choices")
-    low, high, log = spec["low"], spec["high"], spec.get("log", False)
-    _check(low <= high, key, f"has low ({low}) > high ({high})")
-    _check(not log or low > 0, key, "needs low > 0 with log: true")
-    return SearchRange(low=low, high=high, log=bool(log))
 
 
-def _check_hyperparameter_names(architecture: str, section: dict, prefix: str) -> None:
-    from pipeline.models import builder_arguments
-
-    allowed = builder_arguments(architecture)
-    for key in section:
-        _check(key in allowed or key in TRAINING_KEYS, f"{prefix}{key}",
-               f"is not a hyperparameter of {architecture}; allowed: "
-               f"{', '.join(TRAINING_KEYS)}, {', '.join(sorted(allowed))}")
-
-
-def _section(cls, raw: dict, name: str):
-    section = _require(raw, name)
-    _check(isinstance(section, dict), name, f"must be a mapping of keys, got {section!r}")
-    known = {f.name for f in fields(cls)}
-    for key in section:
-        _check(key in known, f"{name}.{key}", f"is not a known key; known: {', '.join(known)}")
-    required = {f.name for f in fields(cls)
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
-    for key in required:
-        _require(section, key, prefix=f"{name}.")
-    hints = typing.get_type_hints(cls)
-    for key, value in section.items():
-        _typed(value, hints[key], f"{name}.{key}")
+def _check_hyperparameter(architecture: str, name: str, value: Any) -> None:
+    _check(name in _hyperparameter_types(architecture), name, _not_a_hyperparameter(architecture))
+    kind, adapter = _hyperparameter_types(architecture)[name]
     try:
-        return cls(**section)
-    except TypeError as err:
-        raise ParamsError(f"params.yaml section {name!r}: {err}") from None
+        adapter.validate_python(value)
+    except ValidationError as err:
+        raise Invalid(name, _explain(err.errors()[0], FieldInfo.from_annotation(kind))) from None
 
 
-def _typed(value: Any, kind: Any, key: str) -> Any:
-    """`value` if it has the type `kind` (an int is a float too; a bool is neither); else fail."""
-    options = typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,)
-    for option in options:
-        base = typing.get_origin(option) or option
-        if option is type(None) and value is None:
-            return value
-        if base is bool and isinstance(value, bool):
-            return value
-        if isinstance(value, bool):
-            continue
-        if base is int and isinstance(value, int):
-            return value
-        if base is float and isinstance(value, int | float):
-            return float(value)
-        if base in (str, dict) and isinstance(value, base):
-            return value
-        if base is tuple and isinstance(value, list | tuple):
-            return value
-    wanted = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
-              tuple: "a list", dict: "a mapping", type(None): "null"}
-    names = " or ".join(wanted[typing.get_origin(o) or o] for o in options)
-    raise ParamsError(f"params.yaml: {key} must be {names}, got {value!r} "
-                      f"({type(value).__name__})")
+@functools.cache
+def _hyperparameter_types(architecture: str) -> dict[str, tuple[Any, TypeAdapter]]:
+    """Each builder argument's type, from its name and default, with its validator."""
+    import inspect
+
+    from pipeline.models import ARCHITECTURES, builder_arguments
+
+    parameters = inspect.signature(ARCHITECTURES[architecture]).parameters
+    kinds = {name: _hyperparameter_type(name, parameters[name].default)
+             for name in builder_arguments(architecture)}
+    return {name: (kind, TypeAdapter(kind)) for name, kind in kinds.items()}
 
 
-def _require(mapping: Any, key: str, prefix: str = "") -> Any:
-    if not isinstance(mapping, dict) or key not in mapping or mapping[key] is None:
-        raise ParamsError(f"params.yaml: missing {prefix}{key}")
-    return mapping[key]
+def _hyperparameter_type(name: str, default: Any) -> Any:
+    """A builder argument has the type of its default: sizes are ints >= 1, dropout a rate."""
+    from pipeline.models import RECURRENT_CELLS
+
+    if name == "cell":
+        return Literal[tuple(RECURRENT_CELLS)]
+    if isinstance(default, float):
+        return Rate
+    return Size if isinstance(default, int) else Any
 
 
-def _check(condition: bool, key: str, message: str) -> None:
-    if not condition:
-        raise ParamsError(f"params.yaml: {key} {message}")
+def _not_a_hyperparameter(architecture: str) -> str:
+    allowed = sorted(_hyperparameter_types(architecture))
+    return (f"is not a hyperparameter of {architecture}; allowed: "
+            f"{', '.join(TRAINING_KEYS)}, {', '.join(allowed)}")
 
 
-def _is_hex(text: str) -> bool:
-    return all(c in "0123456789abcdefABCDEF" for c in text)
+# --- loading --------------------------------------------------------------------------------
 
+def load_params(path: Path | str = PARAMS_FILE) -> Params:
+    return parse_params(read_params(path))
+
+
+def parse_params(raw: Any) -> Params:
+    if not isinstance(raw, dict):
+        raise ParamsError("params.yaml must be a mapping of sections")
+    return Params(**_schema_fields(raw))
+
+
+def model_params(architecture: str, section: Any) -> ModelParams:
+    """One architecture's flat section (models.<arch>, or a tuning result), checked."""
+    if not isinstance(section, dict):
+        raise ParamsError(f"params.yaml: models.{architecture} must be a mapping of "
+                          f"hyperparameters, got {section!r}")
+    return ModelParams(**_split_model_section(architecture, section))
+
+
+def _split_model_section(architecture: str, section: Any) -> Any:
+    """params.yaml's flat models.<arch>: training keys beside builder arguments, split apart."""
+    if not isinstance(section, dict):
+        return section  # the schema says what it must be
+    return {"architecture": architecture,
+            **{key: value for key, value in section.items() if key in TRAINING_KEYS},
+            "hyperparameters": {k: v for k, v in section.items() if k not in TRAINING_KEYS}}
+
+
+def _schema_fields(raw: dict) -> dict:
+    """params.yaml's layout as Params' fields: the sections of the listed architectures, in
+    their order, each models.<arch> split; sections of architectures not listed are left out."""
+    listed = raw.get("architectures")
+    if listed is None:
+        raise ParamsError("params.yaml: missing architectures")
+    if not (isinstance(listed, list) and all(isinstance(name, str) for name in listed)):
+        raise ParamsError(f"params.yaml: architectures must be a list of architecture names, "
+                          f"got {listed!r}")
+    fields = dict(raw)
+    if isinstance(raw.get("models"), dict):
+        fields["models"] = {name: _split_model_section(name, raw["models"][name])
+                            for name in listed if name in raw["models"]}
+    if isinstance(raw.get("search_spaces"), dict):
+        fields["search_spaces"] = {name: raw["search_spaces"][name]
+                                   for name in listed if name in raw["search_spaces"]}
+    return fields
+
+
+def read_params(path: Path | str = PARAMS_FILE) -> dict:
+    """A params file as plain data; one that `extends` another (a path relative to it) is
+    merged over that one's data, so the result is always a complete params mapping."""
+    return _read_extended(Path(path), ())
+
+
+def write_params(source: Path | str, target: Path | str) -> None:
+    """Write `source`, merged over what it extends and checked, as one complete params file
+    (DVC reads params.yaml as it is: `dvc repro` with params.small.yaml needs this)."""
+    data = read_params(source)
+    parse_params(data)
+    Path(target).write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+def merged(base: dict, overrides: dict) -> dict:
+    """`overrides` over `base`, mapping by mapping; any other value (a list too) replaces the
+    base's. The order is the base's, a key it lacks placed after the key `overrides` lists
+    before it (tune suggests a search space's keys in this order)."""
+    order = list(base)
+    for previous, key in zip([None, *overrides], overrides, strict=False):
+        if key not in base:
+            order.insert(order.index(previous) + 1 if previous is not None else 0, key)
+    return {key: _merged_value(base.get(key), overrides[key]) if key in overrides else base[key]
+            for key in order}
+
+
+def _merged_value(old: Any, new: Any) -> Any:
+    return merged(old, new) if isinstance(old, dict) and isinstance(new, dict) else new
+
+
+def _read_extended(path: Path, extended_by: tuple[Path, ...]) -> dict:
+    raw = _read_yaml(path)
+    if not isinstance(raw, dict) or "extends" not in raw:
+        return raw
+    overrides = {key: value for key, value in raw.items() if key != "extends"}
+    if not isinstance(raw["extends"], str):
+        raise ParamsError(f"{path}: extends must be the path of a params file, "
+                          f"got {raw['extends']!r}")
+    base = path.parent / raw["extends"]
+    if base.resolve() in (path.resolve(), *extended_by):
+        raise ParamsError(f"{path}: extends {raw['extends']}, which extends it back; a file "
+                          "can only extend a complete params file (e.g. params.yaml)")
+    return merged(_read_extended(base, (*extended_by, path.resolve())), overrides)
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParamsError(f"{path} not found: run from the project root") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or " ".join(str(err).split())
+        raise ParamsError(f"{path} is not valid YAML{where}: {problem}; fix the file there "
+                          "(e.g. an unclosed bracket or quote, or a tab used to indent)") from None
+
+
+# --- pydantic's errors as one line naming the key -------------------------------------------
+
+TYPE_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false",
+              "string": "a string", "tuple": "a list", "list": "a list",
+              "dict": "a mapping of keys", "dataclass": "a mapping of keys"}
+BOUNDS = {"greater_than": "> {gt:g}", "greater_than_equal": ">= {ge:g}",
+          "less_than": "< {lt:g}", "less_than_equal": "<= {le:g}"}
+CONSTRAINTS = (*BOUNDS, "literal_error", "string_pattern_mismatch", "string_too_short",
+               "string_too_long", "too_short", "too_long")
+UNKNOWN_KEYS = ("unexpected_keyword_argument", "extra_forbidden", "unexpected_positional_argument")
+
+
+def _message(err: ValidationError, cls: type, section: str) -> str:
+    """The first error as "params.yaml: <key> <what it must be>, got <value>"."""
+    errors = err.errors()
+    first = errors[0]
+    loc = _field_names(cls, first["loc"])
+    if first["type"] in UNKNOWN_KEYS:
+        return _unknown_keys(errors, cls, section, loc[:-1])
+    if first["type"] in ("missing", "missing_argument"):
+        return f"params.yaml: missing {_key(section, loc)}"
+    if first["type"] == "value_error":  # raised by a check in the schema
+        problem = first["ctx"]["error"]
+        key = _key(section, (*loc, getattr(problem, "key", "")))
+        return f"params.yaml: missing {key}" if isinstance(problem, Missing) \
+            else f"params.yaml: {key} {problem}"
+    return f"params.yaml: {_key(section, loc)} {_explain(first, _declared(cls, loc))}"
+
+
+def _unknown_keys(errors: list[dict], cls: type, section: str, parent: tuple) -> str:
+    """Every unknown key of one mapping, and the keys it takes."""
+    unknown = sorted(str(e["loc"][-1]) for e in errors if e["type"] in UNKNOWN_KEYS
+                     and _field_names(cls, e["loc"])[:-1] == parent)
+    declared = _declared(cls, parent)
+    known = getattr(declared.annotation if declared else None, "__dataclass_fields__", {})
+    return (f"params.yaml: {_key(section, parent) or 'the top level'} has unknown keys "
+            f"{unknown}; known: {', '.join(known)}")
+
+
+def _explain(error: dict, field: FieldInfo | None) -> str:
+    """What a value must be: the field's description, else the constraint or type it broke."""
+    kind, value = error["type"], error["input"]
+    if kind in CONSTRAINTS:
+        wanted = field.description if field and field.description else _constraint(error, field)
+        return f"must be {wanted}, got {value!r}"
+    if kind.split("_")[0] in TYPE_NAMES:
+        nullable = field is not None and type(None) in typing.get_args(field.annotation)
+        wanted = TYPE_NAMES[kind.split("_")[0]] + (" or null" if nullable else "")
+        return f"must be {wanted}, got {value!r} ({type(value).__name__})"
+    return f"is invalid ({error['msg']}), got {value!r}"
+
+
+def _constraint(error: dict, field: FieldInfo | None) -> str:
+    kind, ctx = error["type"], error.get("ctx", {})
+    if kind in BOUNDS:
+        return BOUNDS[kind].format(**ctx)
+    if kind == "literal_error" and field and typing.get_origin(field.annotation) is Literal:
+        return f"one of {', '.join(map(str, typing.get_args(field.annotation)))}"
+    return error["msg"].removeprefix("Input should be ").removeprefix("String should ")
+
+
+def _field_names(cls: type, loc: tuple) -> tuple:
+    """`loc` with a positional argument's index replaced by its field's name."""
+    if loc and isinstance(loc[0], int) and loc[0] < len(cls.__dataclass_fields__):
+        return (list(cls.__dataclass_fields__)[loc[0]], *loc[1:])
+    return tuple(loc)
+
+
+def _declared(cls: type, loc: tuple) -> FieldInfo | None:
+    """The field declared at `loc` below `cls`, through sections and mapping values."""
+    field = FieldInfo.from_annotation(cls)
+    for part in loc:
+        fields = getattr(field.annotation, "__pydantic_fields__", {})
+        if part in fields:
+            field = fields[part]
+        elif typing.get_origin(field.annotation) is dict:
+            field = FieldInfo.from_annotation(typing.get_args(field.annotation)[1])
+        else:
+            return None
+    return field
+
+
+def _key(section: str, loc: tuple) -> str:
+    return ".".join(str(part) for part in (section, *loc) if part != "")

@@ -88,7 +88,10 @@ def build_archive(path: Path, per_folder: int = 40, unlabelled: int = 10, seed: 
 
 
 def copy_project(root: Path) -> Path:
-    """Copy what `dvc repro` needs into `root`, with params.small.yaml as its params.yaml."""
+    """Copy what `dvc repro` needs into `root`, with params.small.yaml (merged over
+    params.yaml, since DVC reads params.yaml as it is) as its params.yaml."""
+    from pipeline.config import write_params
+
     root.mkdir(parents=True, exist_ok=True)
     for name in ("pipeline", "dvc.yaml", ".gitignore", ".dvcignore"):
         source = PROJECT_ROOT / name
@@ -96,7 +99,7 @@ def copy_project(root: Path) -> Path:
             shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(source, root / name)
-    shutil.copy(PROJECT_ROOT / "params.small.yaml", root / "params.yaml")
+    write_params(PROJECT_ROOT / "params.small.yaml", root / "params.yaml")
     return root
 
 

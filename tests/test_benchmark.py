@@ -9,9 +9,9 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from conftest import PROJECT_ROOT
 
+from pipeline.config import load_params
 from pipeline.prepare import pad
 
 SCRIPT = PROJECT_ROOT / "benchmarks" / "training_throughput.py"
@@ -47,7 +47,7 @@ def test_writes_one_row_per_architecture_with_consistent_ratios(tmp_path, capsys
                         "--out", str(out)])
     table = pd.read_csv(out.with_suffix(".csv"))
     assert list(table.architecture) == ["gru", "gru", "dense", "dense"]
-    seed = yaml.safe_load((PROJECT_ROOT / "params.small.yaml").read_text())["seed"]
+    seed = load_params(PROJECT_ROOT / "params.small.yaml").seed
     assert list(table.seed) == [seed, seed + 1] * 2
     assert {"epochs", "notebook_samples_per_s", "pipeline_samples_per_s", "speedup",
             "notebook_test_accuracy", "pipeline_test_accuracy", "accuracy_delta",

@@ -1,9 +1,17 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
 import yaml
 
-from pipeline.config import ParamsError, load_params, parse_params
+from pipeline.config import (
+    ParamsError,
+    load_params,
+    merged,
+    parse_params,
+    read_params,
+    write_params,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,15 +27,84 @@ def test_shipped_params_are_valid_and_cover_ten_architectures(name):
     assert set(params.models) == set(params.architectures)
 
 
-def test_small_params_have_the_same_keys_as_the_real_ones():
-    """Same keys down to each architecture's search space, whose contents may differ: the real
-    run searches near its defaults, the small one over choices that exercise every code path."""
-    def keys(tree, prefix=""):
-        if isinstance(tree, dict) and not prefix.startswith("search_spaces."):
-            return {k for key, v in tree.items() for k in keys(v, f"{prefix}{key}.")} | {prefix}
-        return {prefix}
+def test_small_params_hold_only_what_differs_from_the_real_ones():
+    """Every value params.small.yaml gives is new or changed: none repeats params.yaml's."""
+    def repeated(small, real, prefix=""):
+        for key, value in small.items():
+            if isinstance(value, dict) and isinstance(real.get(key), dict):
+                yield from repeated(value, real[key], f"{prefix}{key}.")
+            elif key in real and real[key] == value:
+                yield f"{prefix}{key}"
 
-    assert keys(raw_params("params.small.yaml")) == keys(raw_params())
+    small = raw_params("params.small.yaml")
+    assert small.pop("extends") == "params.yaml"
+    assert list(repeated(small, raw_params())) == []
+
+
+def test_small_params_load_as_the_real_ones_with_the_overrides_merged_in():
+    small, real = load_params(ROOT / "params.small.yaml"), load_params(ROOT / "params.yaml")
+    overrides = raw_params("params.small.yaml")
+    del overrides["extends"]
+    assert small == parse_params(merged(raw_params(), overrides))
+    assert (small.train.max_epochs, small.prepare.maxlen) == (2, 100)  # given
+    assert small.train.clipnorm == real.train.clipnorm == 1.0  # inherited
+    assert small.model("gru").hyperparameters["dropout"] == real.model("gru").hyperparameters[
+        "dropout"]
+    range_ = small.search_spaces["dense"]["learning_rate"]  # low, high given; log inherited
+    assert (range_.low, range_.high, range_.log) == (0.001, 0.01, True)
+    for architecture, space in overrides["search_spaces"].items():  # tune suggests in this order
+        assert list(small.search_spaces[architecture]) == list(space)
+
+
+def test_merge_goes_mapping_by_mapping_and_keeps_the_base_order():
+    base = {"a": 1, "b": {"x": 1, "y": [1, 2]}, "c": 3}
+    result = merged(base, {"b": {"y": [3], "new": 0}, "d": 4, "a": 5})
+    assert result == {"a": 5, "b": {"x": 1, "y": [3], "new": 0}, "c": 3, "d": 4}
+    assert list(result) == ["a", "b", "d", "c"] and list(result["b"]) == ["x", "y", "new"]
+    assert base == {"a": 1, "b": {"x": 1, "y": [1, 2]}, "c": 3}  # not changed in place
+
+
+def test_a_key_the_base_lacks_goes_after_the_key_listed_before_it():
+    result = merged({"lr": 1, "units": 2}, {"lr": 1, "batch": 3, "units": 2, "cell": 4})
+    assert list(result) == ["lr", "batch", "units", "cell"]
+    assert list(merged({"lr": 1}, {"first": 0, "lr": 2})) == ["first", "lr"]
+
+
+def test_a_file_that_extends_itself_or_a_missing_file_is_named(tmp_path):
+    (tmp_path / "params.yaml").write_text("extends: params.yaml\nseed: 1\n")
+    with pytest.raises(ParamsError, match="extends params.yaml, which extends it back"):
+        load_params(tmp_path / "params.yaml")
+    (tmp_path / "small.yaml").write_text("extends: nowhere.yaml\nseed: 1\n")
+    with pytest.raises(ParamsError, match=r"nowhere.yaml not found"):
+        load_params(tmp_path / "small.yaml")
+
+
+def test_write_params_gives_dvc_one_complete_file(tmp_path):
+    write_params(ROOT / "params.small.yaml", tmp_path / "params.yaml")
+    written = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    assert "extends" not in written and written == read_params(ROOT / "params.small.yaml")
+    assert load_params(tmp_path / "params.yaml") == load_params(ROOT / "params.small.yaml")
+
+
+def test_unknown_keys_are_forbidden_in_every_section_and_at_the_top():
+    raw = raw_params()
+    raw["train"]["max_epoch"] = 3
+    with pytest.raises(ParamsError, match=r"train has unknown keys \['max_epoch'\]; known: "
+                                          r"max_epochs"):
+        parse_params(raw)
+    raw = raw_params()
+    raw["sead"] = 1
+    with pytest.raises(ParamsError, match=r"top level has unknown keys \['sead'\]"):
+        parse_params(raw)
+
+
+def test_params_are_frozen_and_replace_checks_the_new_values():
+    params = load_params(ROOT / "params.yaml")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        params.train.max_epochs = 9
+    assert dataclasses.replace(params.train, max_epochs=9).max_epochs == 9
+    with pytest.raises(ParamsError, match=r"train\.max_epochs must be >= 1, got 0"):
+        dataclasses.replace(params.train, max_epochs=0)
 
 
 def test_unknown_architecture_is_rejected_naming_the_choices():

@@ -8,6 +8,7 @@ import pytest
 from conftest import build_archive
 
 from pipeline import download
+from pipeline.config import write_params
 from pipeline.download import ArchiveError, fetch, read_archive, verify_checksum
 
 
@@ -134,8 +135,8 @@ def test_unreachable_url_fails_after_retries(tmp_path, monkeypatch):
 
 
 def test_stage_leaves_no_output_on_checksum_mismatch(tmp_path, small_archive, monkeypatch):
-    (tmp_path / "params.yaml").write_text(
-        (download.Path(__file__).parents[1] / "params.small.yaml").read_text())
+    write_params(download.Path(__file__).parents[1] / "params.small.yaml",
+                 tmp_path / "params.yaml")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("IMDB_ARCHIVE", str(small_archive))
     monkeypatch.setenv("IMDB_ARCHIVE_SHA256", "f" * 64)

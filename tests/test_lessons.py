@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from pipeline import UserError
-from pipeline.config import ParamsError, PrepareParams, parse_params
+from pipeline.config import ParamsError, PrepareParams, parse_params, read_params
 from pipeline.gradients import (
     after_embedding,
     decay_summary,
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def small_raw() -> dict:
-    return yaml.safe_load((ROOT / "params.small.yaml").read_text())
+    return read_params(ROOT / "params.small.yaml")
 
 
 def random_sequences(n, seed, low=1, high=40):

@@ -8,6 +8,7 @@ from conftest import PROJECT_ROOT, build_archive
 
 from pipeline import UserError
 from pipeline import prepare as preparing
+from pipeline.config import write_params
 from pipeline.download import read_archive
 from pipeline.prepare import (
     OOV,
@@ -97,7 +98,7 @@ def test_validation_fraction_is_one_fold_of_round_one_over_it(movie_reviews):
 def test_stage_reports_no_movie_shared_by_fit_and_validation(tmp_path, monkeypatch,
                                                             movie_reviews):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text((PROJECT_ROOT / "params.small.yaml").read_text())
+    write_params(PROJECT_ROOT / "params.small.yaml", tmp_path / "params.yaml")
     preparing.INPUT_PATH.parent.mkdir(parents=True)
     movie_reviews.to_parquet(preparing.INPUT_PATH, index=False)
     preparing.main()

@@ -22,7 +22,7 @@ from pipeline.comparison import (
     tuning_table,
     verdict,
 )
-from pipeline.config import EvaluateParams
+from pipeline.config import EvaluateParams, read_params
 from pipeline.evaluate import score
 from pipeline.report import gate_markdown, load_inputs, write_report
 from pipeline.report_page import overfitting_summary, to_html
@@ -226,7 +226,7 @@ def test_a_missing_image_is_an_error(tmp_path):
 
 @pytest.mark.parametrize("params_file", ["params.yaml", "params.small.yaml"])
 def test_dvc_plots_overlay_every_model(params_file):
-    architectures = yaml.safe_load((PROJECT_ROOT / params_file).read_text())["architectures"]
+    architectures = read_params(PROJECT_ROOT / params_file)["architectures"]
     plots = {name: spec for entry in yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())
              ["plots"] for name, spec in entry.items()}
     for curve in ("roc", "precision_recall", "calibration"):

@@ -17,6 +17,8 @@ from conftest import PROJECT_ROOT, keyword_data
 from mlflow.tracking import MlflowClient
 from test_serving import MLFLOW, free_port, start
 
+from pipeline.config import read_params
+
 ARCH = "gru"
 OUTPUTS = [Path("models", ARCH), Path("metrics/train", f"{ARCH}.json"),
            Path("timings/train", f"{ARCH}.json"), Path("plots/history", f"{ARCH}.csv")]
@@ -66,7 +68,7 @@ def project(tmp_path):
     for split, (n, seed) in {"train": (768, 0), "val": (128, 1)}.items():
         x, y = keyword_data(n, seed)
         np.savez(prepared / f"{split}.npz", x=x, y=y, id=np.arange(n))
-    params = yaml.safe_load((PROJECT_ROOT / "params.small.yaml").read_text())
+    params = read_params(PROJECT_ROOT / "params.small.yaml")
     params["prepare"].update(vocab_size=20, maxlen=16)
     params["lessons"].update(maxlens=[8, 16], gradient_timesteps=16)
     params["train"].update(max_epochs=8, patience=8, bucket_width=4, jit_compile=False)

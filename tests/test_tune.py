@@ -22,7 +22,7 @@ from conftest import PROJECT_ROOT, keyword_data
 from mlflow.tracking import MlflowClient
 
 from pipeline import tune
-from pipeline.config import load_params
+from pipeline.config import load_params, read_params
 from pipeline.io import read_json
 from pipeline.train import final_model_params
 
@@ -32,7 +32,7 @@ FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
 def write_params(root: Path, **tune_overrides) -> None:
-    params = yaml.safe_load((PROJECT_ROOT / "params.small.yaml").read_text())
+    params = read_params(PROJECT_ROOT / "params.small.yaml")
     params["prepare"].update(vocab_size=20, maxlen=16)
     params["lessons"].update(maxlens=[8, 16], gradient_timesteps=16)  # no longer than maxlen
     params["train"].update(bucket_width=4, jit_compile=False, max_epochs=2)

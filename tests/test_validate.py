@@ -1,12 +1,11 @@
 import dataclasses
-import shutil
 
 import pandas as pd
 import pytest
 from conftest import PROJECT_ROOT, build_archive
 
 from pipeline import validate as validation
-from pipeline.config import ValidateParams, load_params
+from pipeline.config import ValidateParams, load_params, write_params
 from pipeline.download import read_archive
 from pipeline.validate import (
     ValidationError,
@@ -171,7 +170,7 @@ def test_the_synthetic_archive_passes_with_the_small_params(tmp_path):
 
 def test_a_failing_stage_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    shutil.copy(PROJECT_ROOT / "params.small.yaml", "params.yaml")
+    write_params(PROJECT_ROOT / "params.small.yaml", "params.yaml")
     (tmp_path / "data").mkdir()
     edited(text={3: ""}).to_parquet("data/reviews.parquet", index=False)
     with pytest.raises(ValidationError, match="no empty review"):
