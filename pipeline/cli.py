@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -22,9 +27,61 @@ class Format(StrEnum):
     jsonl = "jsonl"
 
 
+# TensorFlow's C++ log lines (absl: "I0000 00:00:17... port.cc:153] oneDNN custom operations
+# are on ...") and absl's notice that it logs to stderr before InitializeLog.
+NATIVE_LOG_LINE = re.compile(rb"^(?:[IWE]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.]+:\d+\]"
+                             rb"|WARNING: All log messages before absl::InitializeLog\(\))")
+
+
 @app.callback()
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+@contextmanager
+def tensorflow_logs(verbose: bool) -> Iterator[None]:
+    """Quiet: TensorFlow's own log lines on the process's stderr are dropped, the rest passes.
+
+    TF_CPP_MIN_LOG_LEVEL does not silence the lines TensorFlow's libraries print while they
+    load (the oneDNN notice), so while this block runs, file descriptor 2 goes to a temporary
+    file, and what was written there comes back afterwards without TensorFlow's lines.
+    Verbose: every TensorFlow and INFO log line is shown.
+    """
+    previous = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0" if verbose else "3"
+    try:
+        if verbose:
+            logging.getLogger().setLevel(logging.INFO)
+            yield
+        else:
+            with _native_stderr_filtered():
+                yield
+    finally:
+        _restore_env("TF_CPP_MIN_LOG_LEVEL", previous)
+
+
+@contextmanager
+def _native_stderr_filtered() -> Iterator[None]:
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured if not NATIVE_LOG_LINE.match(line)]
+            os.write(2, b"".join(kept))
+
+
+def _restore_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 @app.command()
@@ -45,20 +102,24 @@ def predict(
         "--format", help="table for people, jsonl for scripts.")] = Format.table,
     threshold: Annotated[float, typer.Option(
         min=0.0, max=1.0, help="Probability at or above which a review is positive.")] = 0.5,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Also print TensorFlow's start-up and log lines, and INFO "
+                                "logs; hidden by default.")] = False,
 ) -> None:
-    """Print the label and P(positive) for each review."""
-    from pipeline import predict as predicting  # TensorFlow: only load it for this command
+    """Print the label and P(positive) for each review.
 
+    A blank review, or a null or number in a .jsonl file, is refused naming its row (from 0).
+    """
     try:
-        texts = predicting.gather(reviews or [], file, column)
-        scorer = predicting.load_scorer(model or predicting.DEFAULT_MODEL)
-        table = predicting.score(texts, scorer, threshold)
-    except UserError as err:
+        with tensorflow_logs(verbose):
+            from pipeline import predict as predicting  # TensorFlow: only for this command
+
+            texts = predicting.gather(reviews or [], file, column)
+            scorer = predicting.load_scorer(model or predicting.DEFAULT_MODEL)
+            table = predicting.score(texts, scorer, threshold)
+    except UserError as err:  # InvalidReview, a bad review, is one too
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
-    blank = int((table.label == "unknown").sum())
-    if blank:
-        typer.echo(f"warning: {blank} blank review(s) not scored", err=True)
     typer.echo(predicting.render(table, output.value))
 
 

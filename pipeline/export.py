@@ -26,12 +26,12 @@ from pipeline.evaluate import resume_run
 from pipeline.io import atomic_path
 from pipeline.models import accepts_any_length
 from pipeline.prepare import PREPARED_DIR, load_split, load_vocabulary, standardize
+from pipeline.serving import TEXT_COLUMN, as_bad_request, served_reviews
 from pipeline.train import MODEL_FILE, MODELS_DIR, RUN_FILE
 
 log = logging.getLogger(__name__)
 
 EXPORT_DIR = Path("exported")
-TEXT_COLUMN = "review"
 
 
 @keras.saving.register_keras_serializable(package="pipeline")
@@ -85,7 +85,9 @@ def predict_texts(model: keras.Model, texts: list[str], batch_size: int = 512) -
 
     Texts are batched in order of length, so a masked model's batches stay narrow, and scored
     with predict_on_batch, which skips `predict`'s per-call tf.data set-up (a single review
-    takes milliseconds). Keras refuses NumPy `<U` arrays, hence tf.constant.
+    takes milliseconds). Keras refuses NumPy `<U` arrays, hence tf.constant. Any string is
+    scored, "" too: the input contract (pipeline.serving) is checked where reviews come in,
+    by `pipeline.predict.score`, the pyfunc model and so HTTP.
     """
     order = np.argsort([len(text) for text in texts], kind="stable")
     probabilities = np.zeros(len(texts), dtype="float32")
@@ -97,7 +99,12 @@ def predict_texts(model: keras.Model, texts: list[str], batch_size: int = 512) -
 
 
 class ReviewSentimentModel(mlflow.pyfunc.PythonModel):
-    """MLflow pyfunc: DataFrame with a `review` column -> DataFrame with `probability`."""
+    """MLflow pyfunc: DataFrame with a `review` column -> DataFrame with `probability`.
+
+    Input that breaks the contract in pipeline.serving (a null, a number, a list, an empty or
+    whitespace-only review) raises an MlflowException naming the rows, which the scoring
+    server answers with HTTP 400 and a JSON message; no row of that batch is scored.
+    """
 
     def __getstate__(self):
         # MLflow may call load_context on this instance before pickling it; the Keras model
@@ -111,7 +118,8 @@ class ReviewSentimentModel(mlflow.pyfunc.PythonModel):
         self.model = keras.models.load_model(context.artifacts["keras_model"])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        texts = model_input[TEXT_COLUMN].astype(str).tolist()
+        with as_bad_request():
+            texts = served_reviews(model_input)
         return pd.DataFrame({"probability": predict_texts(self.model, texts)})
 
 
@@ -144,7 +152,19 @@ def log_text_model(keras_file: Path, name: str = "text_model"):
     return mlflow.pyfunc.log_model(
         name=name, python_model=ReviewSentimentModel(),
         artifacts={"keras_model": str(keras_file)}, input_example=example,
-        code_paths=[str(package)], pip_requirements=_requirements())
+        signature=_signature(), code_paths=[str(package)], pip_requirements=_requirements())
+
+
+def _signature():
+    """`review` in, `probability` out. The review column is typed `any`: with `string`, the
+    scoring server casts a JSON null, 123 or true to the text "None", "123" or "True" before
+    the model sees it, and the input contract could not refuse them."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, DataType, Schema
+    from mlflow.types.schema import AnyType
+
+    return ModelSignature(inputs=Schema([ColSpec(AnyType(), TEXT_COLUMN)]),
+                          outputs=Schema([ColSpec(DataType.float, "probability")]))
 
 
 def check_against_prepared(model: keras.Model, core: keras.Model, n: int = 64) -> None:

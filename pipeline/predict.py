@@ -3,6 +3,10 @@
     imdb predict "A wonderful film." "Dreadful."
     imdb predict --file reviews.csv --column text --format jsonl
     cat reviews.txt | imdb predict
+
+Every review must be a string with some text in it (pipeline.serving): a blank review, or a
+null or a number in a .jsonl file, is refused with an error naming its row, and nothing is
+scored. In a one-review-per-line file or on stdin, blank lines separate reviews and are skipped.
 """
 
 from __future__ import annotations
@@ -11,10 +15,12 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from pipeline import UserError
 from pipeline.export import EXPORT_DIR, TEXT_COLUMN, predict_texts
+from pipeline.serving import check_reviews
 from pipeline.train import MODEL_FILE
 
 DEFAULT_MODEL = "models:/imdb-sentiment@champion"
@@ -28,8 +34,11 @@ def decode(raw: bytes, source: str) -> str:
                         "convert it, e.g. `iconv -f latin1 -t utf-8`") from None
 
 
-def read_reviews(path: Path, column: str | None = None) -> list[str]:
-    """Reviews from a .csv or .jsonl file (a text column) or any other file, one per line."""
+def read_reviews(path: Path, column: str | None = None) -> list:
+    """Reviews from a .csv or .jsonl file (a text column) or any other file, one per line.
+
+    A .jsonl value comes back as it is (a null or a number too), for check_reviews to refuse.
+    """
     if not path.is_file():
         raise UserError(f"{path} not found")
     text = decode(path.read_bytes(), str(path))
@@ -47,11 +56,11 @@ def read_reviews(path: Path, column: str | None = None) -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
 
 
-def _column(table: pd.DataFrame, column: str | None, path: Path) -> list[str]:
+def _column(table: pd.DataFrame, column: str | None, path: Path) -> list:
     candidates = [column] if column else [TEXT_COLUMN, "text"]
     for name in candidates:
         if name in table.columns:
-            return table[name].fillna("").astype(str).tolist()
+            return table[name].tolist()
     raise UserError(f"{path} has no column {' or '.join(map(repr, candidates))}; columns: "
                     f"{', '.join(map(str, table.columns))}. Name one with --column")
 
@@ -84,35 +93,35 @@ def load_scorer(model: str):
 
 
 def score(reviews: list[str], scorer, threshold: float = 0.5) -> pd.DataFrame:
-    """One row per review: label and probability; blank reviews get no score."""
-    table = pd.DataFrame({TEXT_COLUMN: reviews, "label": "unknown", "probability": float("nan")})
-    scorable = table[TEXT_COLUMN].str.strip() != ""
-    if scorable.any():
-        probability = scorer(table.loc[scorable, TEXT_COLUMN].tolist())
-        table.loc[scorable, "probability"] = probability
-        table.loc[scorable, "label"] = ["positive" if p >= threshold else "negative"
-                                        for p in probability]
-    return table
+    """One row per review: label and probability.
+
+    Reviews that break the input contract (pipeline.serving: null, not a string, empty or only
+    whitespace) raise InvalidReview naming their rows, before anything is scored.
+    """
+    texts = check_reviews(reviews)
+    probability = np.asarray(scorer(texts), dtype="float64").reshape(-1)
+    return pd.DataFrame({TEXT_COLUMN: texts,
+                         "label": np.where(probability >= threshold, "positive", "negative"),
+                         "probability": probability})
 
 
 def render(table: pd.DataFrame, fmt: str) -> str:
     if fmt == "jsonl":
         return "\n".join(
-            json.dumps({"label": row.label,
-                        "probability": None if pd.isna(row.probability)
-                        else round(float(row.probability), 4),
+            json.dumps({"label": row.label, "probability": round(float(row.probability), 4),
                         TEXT_COLUMN: row.review}, ensure_ascii=False)
             for row in table.itertuples())
     lines = [f"{'label':<9} {'probability':>11}  review"]
     for row in table.itertuples():
         shown = " ".join(row.review.split())
         shown = shown if len(shown) <= 70 else shown[:67] + "..."
-        probability = "-" if pd.isna(row.probability) else f"{row.probability:.4f}"
-        lines.append(f"{row.label:<9} {probability:>11}  {shown}")
+        lines.append(f"{row.label:<9} {row.probability:>11.4f}  {shown}")
     return "\n".join(lines)
 
 
 def gather(reviews: list[str], file: Path | None, column: str | None) -> list[str]:
+    """The reviews from the arguments, then --file, else stdin; InvalidReview names a bad row
+    (counted from 0 over the arguments and then the file's reviews) before any model loads."""
     if file is not None:
         reviews = [*reviews, *read_reviews(file, column)]
     if not reviews and not sys.stdin.isatty():
@@ -120,4 +129,4 @@ def gather(reviews: list[str], file: Path | None, column: str | None) -> list[st
                    if line.strip()]
     if not reviews:
         raise UserError("no reviews given: pass them as arguments, with --file, or on stdin")
-    return reviews
+    return check_reviews(reviews)

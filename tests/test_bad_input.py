@@ -209,8 +209,6 @@ def _predict(monkeypatch, args, stdin=None):
 
 
 @pytest.mark.parametrize("review, label", [
-    ("", "unknown"),
-    ("   \t  ", "unknown"),
     ("good 👍🏽🎬 — très bien", "positive"),
     ("😡😡😡", "negative"),
     ("<script>alert('good')</script><br />", "positive"),
@@ -222,7 +220,16 @@ def test_odd_reviews_as_arguments_are_answered_one_row_each(monkeypatch, review,
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["label"] for r in rows] == [label, "positive"]
     assert rows[0]["review"] == review  # emoji and HTML come back unchanged
-    assert (rows[0]["probability"] is None) == (label == "unknown")
+    assert isinstance(rows[0]["probability"], float)
+
+
+@pytest.mark.parametrize("review, problem", [("", "is empty"), ("   \t  ", "is only whitespace")])
+def test_a_blank_review_as_an_argument_is_refused_naming_its_row(monkeypatch, review, problem):
+    # the input contract (pipeline.serving); before it, a blank review was labelled "unknown"
+    result = _predict(monkeypatch, ["a good film", review])
+    assert result.exit_code == 2
+    assert f"row 1 {problem}" in result.output and "Nothing was scored" in result.output
+    assert result.stdout == "" and "Traceback" not in result.output
 
 
 def test_non_utf8_stdin_is_one_line_without_a_traceback(monkeypatch):

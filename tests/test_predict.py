@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 from pipeline import UserError
 from pipeline import predict as predicting
 from pipeline.cli import app
+from pipeline.serving import InvalidReview
 
 
 def fake_scorer(texts):
@@ -36,10 +37,15 @@ def test_non_utf8_file_is_a_clear_error(tmp_path):
         predicting.read_reviews(tmp_path / "latin1.txt")
 
 
-def test_blank_reviews_get_no_score_and_the_rest_are_labelled():
-    table = predicting.score(["good film", "   ", "bad film"], fake_scorer)
-    assert table.label.tolist() == ["positive", "unknown", "negative"]
-    assert np.isnan(table.probability[1]) and table.probability[0] == 0.9
+def test_a_blank_review_is_refused_naming_its_row_and_nothing_is_scored():
+    # the input contract (pipeline.serving); before it, a blank review was labelled "unknown"
+    def scorer(texts):
+        raise AssertionError("nothing may be scored")
+
+    with pytest.raises(InvalidReview, match="row 1 is only whitespace"):
+        predicting.score(["good film", "   ", "bad film"], scorer)
+    table = predicting.score(["good film", "bad film"], fake_scorer)
+    assert table.label.tolist() == ["positive", "negative"] and table.probability[0] == 0.9
 
 
 def test_html_and_huge_reviews_are_scored():

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import keras
@@ -19,15 +21,27 @@ import pytest
 import requests
 from conftest import synthetic_review
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.types.schema import AnyType
 
 from pipeline.config import PrepareParams
 from pipeline.export import log_text_model, text_model
 from pipeline.models import build_model
 from pipeline.prepare import encode, learn_vocabulary, pad
 from pipeline.registry import CHAMPION, promote_if_better
+from pipeline.serving import FIX
 
 NAME = "imdb-sentiment"
 MLFLOW = str(Path(sys.executable).parent / "mlflow")
+GOOD = "Great wonderful film!<br />Loved it."
+BAD = [  # reviews the input contract (pipeline/serving.py) refuses, and what it says of them
+    (None, "is null"),
+    (123, "is a number (123), not text"),
+    (True, "is a boolean (True), not text"),
+    (["a", "b"], "is a list (['a', 'b']), not text"),
+    ("", "is empty"),
+    ("  \t\n", "is only whitespace"),
+]
 
 
 def labelled_reviews(n: int, seed: int) -> pd.DataFrame:
@@ -109,6 +123,23 @@ def test_logged_model_has_a_review_signature_and_an_input_example(local_store):
     assert info.saved_input_example_info is not None
 
 
+def test_logged_model_types_the_review_as_any_so_a_null_reaches_the_check(local_store):
+    # typed `string`, the scoring server would hand a JSON null or 123 over as "None" or "123"
+    mlflow.set_tracking_uri(local_store[0])
+    [review] = mlflow.models.get_model_info(local_store[2]).signature.inputs.inputs
+    assert review.name == "review" and review.type == AnyType()
+
+
+def test_pyfunc_refuses_a_bad_review_naming_its_row(local_store):
+    mlflow.set_tracking_uri(local_store[0])
+    model = mlflow.pyfunc.load_model(f"models:/{NAME}@{CHAMPION}")
+    for review, problem in BAD:
+        frame = pd.DataFrame({"review": pd.Series([GOOD, review], dtype=object)})
+        with pytest.raises(MlflowException, match=re.escape(f"row 1 {problem}")) as err:
+            model.predict(frame)
+        assert err.value.get_http_status_code() == 400
+
+
 def test_pyfunc_predicts_a_dataframe_of_raw_reviews(local_store):
     mlflow.set_tracking_uri(local_store[0])
     model = mlflow.pyfunc.load_model(f"models:/{NAME}@{CHAMPION}")
@@ -144,14 +175,23 @@ def start(cmd: list[str], env: dict, port: int, log_file: Path,
     raise AssertionError(f"server did not start in time:\n{log_file.read_text()}")
 
 
-def test_served_champion_answers_dataframe_split_and_inputs(local_store, tmp_path):
+@contextmanager
+def served_champion(tracking_uri: str, log_file: Path):
+    """`mlflow models serve` of the champion; yields its /invocations URL."""
     port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": local_store[0]}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
     server = start([MLFLOW, "models", "serve", "-m", f"models:/{NAME}@{CHAMPION}",
                     "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
-                   env, port, tmp_path / "serve.log")
+                   env, port, log_file)
     try:
-        url = f"http://127.0.0.1:{port}/invocations"
+        yield f"http://127.0.0.1:{port}/invocations"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_served_champion_answers_dataframe_split_and_inputs(local_store, tmp_path):
+    with served_champion(local_store[0], tmp_path / "serve.log") as url:
         reviews = ["Great wonderful film!", "Awful, terrible, boring."]
         split = {"columns": ["review"], "data": [[r] for r in reviews]}
         for payload in ({"dataframe_split": split}, {"inputs": {"review": reviews}}):
@@ -160,9 +200,33 @@ def test_served_champion_answers_dataframe_split_and_inputs(local_store, tmp_pat
             predictions = response.json()["predictions"]
             assert len(predictions) == 2
             assert predictions[0]["probability"] > 0.5 > predictions[1]["probability"]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+
+
+def assert_refused(url: str, payload: dict, row_problem: str) -> None:
+    response = requests.post(url, json=payload, timeout=60)
+    assert response.status_code == 400, (payload, response.text)
+    body = response.json()
+    assert body["error_code"] == "INVALID_PARAMETER_VALUE" and "predictions" not in body
+    assert f"cannot score 1 review(s): {row_problem}. Nothing was scored: {FIX}" in \
+        body["message"], (payload, body)
+
+
+@pytest.mark.slow
+def test_served_champion_refuses_a_bad_review_with_400_naming_its_row(local_store, tmp_path):
+    with served_champion(local_store[0], tmp_path / "serve.log") as url:
+        for review, problem in BAD:
+            pair = [GOOD, review]
+            for payload in ({"inputs": pair}, {"inputs": {"review": pair}},
+                            {"dataframe_split": {"columns": ["review"],
+                                                 "data": [[r] for r in pair]}},
+                            {"dataframe_records": [{"review": r} for r in pair]}):
+                assert_refused(url, payload, f"row 1 {problem}")
+            if not isinstance(review, list):  # alone, a list of strings reads as the reviews
+                assert_refused(url, {"inputs": [review]}, f"row 0 {problem}")
+        response = requests.post(url, json={"inputs": [GOOD]}, timeout=60)
+        assert response.status_code == 200, response.text
+        [prediction] = response.json()["predictions"]
+        assert prediction["probability"] > 0.5
 
 
 def test_logging_and_registry_work_against_a_remote_tracking_server(keras_files, tmp_path):
