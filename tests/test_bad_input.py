@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import build_archive
+from helpers import build_archive
 from typer.testing import CliRunner
 
 from pipeline import predict as predicting

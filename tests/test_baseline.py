@@ -3,7 +3,7 @@ import random
 import numpy as np
 import pandas as pd
 import yaml
-from conftest import NEGATIVE, POSITIVE, PROJECT_ROOT, synthetic_review
+from helpers import NEGATIVE, POSITIVE, PROJECT_ROOT, synthetic_review
 
 from pipeline.baseline import INPUT_PATH, build_baseline, clean, fit_and_predict
 from pipeline.config import BaselineParams

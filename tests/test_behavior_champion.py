@@ -10,7 +10,7 @@ import os
 
 import mlflow
 import pytest
-from conftest import PROJECT_ROOT
+from helpers import PROJECT_ROOT
 from mlflow import MlflowClient
 
 from pipeline.behavior import load_cases, model_predictor, pass_rates, run_suite, shortfalls

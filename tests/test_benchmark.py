@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import PROJECT_ROOT
+from helpers import PROJECT_ROOT
 
 from pipeline.config import load_params
 from pipeline.prepare import pad
@@ -38,6 +38,7 @@ def write_prepared(directory, maxlen=100):
                  id=np.arange(n))
 
 
+@pytest.mark.slow  # trains 2 architectures x 2 seeds x 2 paths
 def test_writes_one_row_per_architecture_with_consistent_ratios(tmp_path, capsys):
     write_prepared(tmp_path / "prepared")
     out = tmp_path / "results" / "throughput"
@@ -88,6 +89,7 @@ def test_a_missing_prepared_dataset_is_a_one_line_error(tmp_path, capsys):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow  # trains 2 architectures x 2 seeds, then one of them again
 def test_seed_spread_is_max_minus_min_and_the_same_seed_gives_none(tmp_path, capsys):
     write_prepared(tmp_path / "prepared")
     (tmp_path / "eval").mkdir()

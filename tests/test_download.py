@@ -5,7 +5,7 @@ import tarfile
 
 import pandas as pd
 import pytest
-from conftest import build_archive
+from helpers import build_archive
 
 from pipeline import download
 from pipeline.config import write_params

@@ -194,7 +194,7 @@ def native_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if NATIVE_LOG_LINE.match(line.encode())]
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # two `imdb predict` processes, each starting TensorFlow
 def test_cli_prints_no_tensorflow_chatter_unless_verbose(exported_gru):
     quiet = imdb(exported_gru, "--format", "jsonl", "A good film.")
     assert quiet.returncode == 0, quiet.stderr
@@ -205,7 +205,7 @@ def test_cli_prints_no_tensorflow_chatter_unless_verbose(exported_gru):
     assert verbose.stdout == quiet.stdout and native_lines(verbose.stderr)
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # `imdb predict` in its own process
 def test_cli_refuses_a_blank_review_in_one_line_without_chatter(exported_gru):
     result = imdb(exported_gru, "A good film.", "")
     assert result.returncode == 2 and result.stdout == ""

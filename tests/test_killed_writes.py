@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each test SIGKILLs a writer process
+
 ROOT = Path(__file__).resolve().parents[1]
 
 WRITER = """

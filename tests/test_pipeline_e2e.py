@@ -9,13 +9,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import E2E_ARCHITECTURES, run_ok
+from helpers import E2E_ARCHITECTURES, run_ok
 from mlflow.tracking import MlflowClient
 
 from pipeline.baseline import BASELINE_NAME
 from pipeline.models import ARCHITECTURES as ALL_ARCHITECTURES
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ARCHITECTURES = E2E_ARCHITECTURES
 

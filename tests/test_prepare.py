@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from conftest import PROJECT_ROOT, build_archive
+from helpers import PROJECT_ROOT, build_archive
 
 from pipeline import UserError
 from pipeline import prepare as preparing

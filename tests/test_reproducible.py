@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def test_two_fresh_copies_reproduce_every_result_byte_for_byte(reproduced_projects):

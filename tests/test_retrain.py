@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
@@ -71,6 +72,7 @@ def test_outside_a_project_it_says_where_to_run(tmp_path, monkeypatch):
     assert "no dvc.yaml here: run `imdb retrain` in the project's root" in result.output
 
 
+@pytest.mark.slow  # `imdb retrain` runs a real `dvc repro` (of a one-stage broken pipeline)
 def test_a_failing_stage_stops_it_with_the_command_and_dvcs_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):

@@ -4,12 +4,7 @@ and a remote tracking server. Servers run on 127.0.0.1 and are stopped by the te
 from __future__ import annotations
 
 import os
-import random
 import re
-import socket
-import subprocess
-import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
-from conftest import synthetic_review
+from helpers import MLFLOW, free_port, labelled_reviews, start
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.types.schema import AnyType
@@ -32,7 +27,6 @@ from pipeline.registry import CHAMPION, promote_if_better
 from pipeline.serving import FIX
 
 NAME = "imdb-sentiment"
-MLFLOW = str(Path(sys.executable).parent / "mlflow")
 GOOD = "Great wonderful film!<br />Loved it."
 BAD = [  # reviews the input contract (pipeline/serving.py) refuses, and what it says of them
     (None, "is null"),
@@ -42,13 +36,6 @@ BAD = [  # reviews the input contract (pipeline/serving.py) refuses, and what it
     ("", "is empty"),
     ("  \t\n", "is only whitespace"),
 ]
-
-
-def labelled_reviews(n: int, seed: int) -> pd.DataFrame:
-    rng = random.Random(seed)
-    labels = [i % 2 for i in range(n)]
-    return pd.DataFrame({"review": [synthetic_review(rng, bool(y)) for y in labels],
-                         "label": labels})
 
 
 @pytest.fixture(scope="module")
@@ -148,33 +135,6 @@ def test_pyfunc_predicts_a_dataframe_of_raw_reviews(local_store):
     assert answer.probability[0] > 0.5 > answer.probability[1]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(cmd: list[str], env: dict, port: int, log_file: Path,
-          new_session: bool = False) -> subprocess.Popen:
-    """Start a server and wait for its /health or /ping; new_session: its own process group."""
-    # The server starts uvicorn by name: the environment's bin folder must be on PATH.
-    env = {**env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"}
-    process = subprocess.Popen(cmd, env=env, stdout=open(log_file, "w"),  # noqa: SIM115
-                               stderr=subprocess.STDOUT, start_new_session=new_session)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited:\n{log_file.read_text()}")
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok or \
-                    requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).ok:
-                return process
-        except requests.ConnectionError:
-            time.sleep(1)
-    process.terminate()
-    raise AssertionError(f"server did not start in time:\n{log_file.read_text()}")
-
-
 @contextmanager
 def served_champion(tracking_uri: str, log_file: Path):
     """`mlflow models serve` of the champion; yields its /invocations URL."""
@@ -190,6 +150,7 @@ def served_champion(tracking_uri: str, log_file: Path):
         server.wait(timeout=30)
 
 
+@pytest.mark.slow  # `mlflow models serve`
 def test_served_champion_answers_dataframe_split_and_inputs(local_store, tmp_path):
     with served_champion(local_store[0], tmp_path / "serve.log") as url:
         reviews = ["Great wonderful film!", "Awful, terrible, boring."]
@@ -211,7 +172,7 @@ def assert_refused(url: str, payload: dict, row_problem: str) -> None:
         body["message"], (payload, body)
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # `mlflow models serve`
 def test_served_champion_refuses_a_bad_review_with_400_naming_its_row(local_store, tmp_path):
     with served_champion(local_store[0], tmp_path / "serve.log") as url:
         for review, problem in BAD:
@@ -229,6 +190,7 @@ def test_served_champion_refuses_a_bad_review_with_400_naming_its_row(local_stor
         assert prediction["probability"] > 0.5
 
 
+@pytest.mark.slow  # `mlflow server`
 def test_logging_and_registry_work_against_a_remote_tracking_server(keras_files, tmp_path):
     port = free_port()
     server = start([MLFLOW, "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'db'}",

@@ -15,13 +15,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
-from conftest import synthetic_review
-from test_serving import MLFLOW, free_port, labelled_reviews, start
+from helpers import MLFLOW, free_port, labelled_reviews, start, synthetic_review
 
 from pipeline.config import PrepareParams
 from pipeline.export import log_text_model, text_model
 from pipeline.models import build_model
 from pipeline.prepare import encode, learn_vocabulary, pad
+
+pytestmark = pytest.mark.slow  # one `mlflow models serve` for the module
 
 CLIENTS, REQUESTS_PER_CLIENT = 50, 4
 # Blank reviews are refused with HTTP 400 (the input contract in pipeline/serving.py; before it

@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import PROJECT_ROOT
+from helpers import PROJECT_ROOT
 from mlflow.tracking import MlflowClient
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ARCH = "gru"
 KILLER = PROJECT_ROOT / "tests" / "stage_kill"

@@ -50,6 +50,7 @@ time.sleep(300)
 """
 
 
+@pytest.mark.slow  # a stage process SIGKILLed
 def test_a_killed_stages_run_is_marked_killed_by_the_next_setup(monkeypatch, tmp_path):
     import mlflow
 
@@ -130,6 +131,7 @@ def test_a_lost_tracking_server_is_told_apart_from_other_errors(monkeypatch):
     assert tracking.lost_server_message(lost) is None
 
 
+@pytest.mark.slow  # a stage process SIGKILLed while it holds a resumed run
 def test_a_resumed_run_belongs_to_the_process_that_resumed_it(monkeypatch, tmp_path):
     import mlflow
 

@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import PROJECT_ROOT, keyword_data
+from helpers import MLFLOW, PROJECT_ROOT, free_port, keyword_data, start
 from mlflow.tracking import MlflowClient
-from test_serving import MLFLOW, free_port, start
 
 from pipeline.config import read_params
+
+pytestmark = pytest.mark.slow  # `mlflow server`, killed and restarted; the train stage twice
 
 ARCH = "gru"
 OUTPUTS = [Path("models", ARCH), Path("metrics/train", f"{ARCH}.json"),

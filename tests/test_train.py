@@ -6,7 +6,7 @@ from pathlib import Path
 import keras
 import pytest
 import tensorflow as tf
-from conftest import keyword_data
+from helpers import keyword_data
 
 from pipeline.config import ModelParams, TrainParams
 from pipeline.models import ARCHITECTURES, build_model

@@ -18,7 +18,7 @@ import numpy as np
 import optuna
 import pytest
 import yaml
-from conftest import PROJECT_ROOT, keyword_data
+from helpers import PROJECT_ROOT, keyword_data
 from mlflow.tracking import MlflowClient
 
 from pipeline import tune
@@ -97,6 +97,7 @@ def child_runs(tracking_uri: str) -> list:
     return client.search_runs([experiment.experiment_id], "tags.trial != ''")
 
 
+@pytest.mark.slow  # two tune runs, three trials trained
 def test_a_tiny_study_completes_is_logged_and_feeds_the_train_stage(project):
     tune.main(ARCH)
     result = read_json(project / "tuned/gru.json")
@@ -140,6 +141,7 @@ def test_zero_trials_trains_with_the_params_defaults(project):
     assert not (project / "optuna").exists()
 
 
+@pytest.mark.slow  # four trials trained
 @pytest.mark.filterwarnings("ignore:Fixed parameter")  # the enqueued values are out of range
 def test_a_hopeless_trial_is_pruned_and_a_nan_trial_fails_without_stopping_the_study(
         project, monkeypatch):
@@ -192,6 +194,7 @@ def wait_for_a_running_trial(process: subprocess.Popen, journal: Path, finished:
     pytest.fail(f"worker never ran trial {finished + 1}:\n{process.log.read_text()[-6000:]}")
 
 
+@pytest.mark.slow  # four tune workers, three of them SIGKILLed
 def test_a_study_killed_three_times_keeps_its_finished_trials_and_completes(project):
     write_params(project, n_trials=4)
     journal = project / "optuna/gru.journal"
@@ -265,6 +268,7 @@ def postgres():
         shutil.rmtree(cluster, ignore_errors=True)
 
 
+@pytest.mark.slow  # a PostgreSQL server and two tune workers
 def test_two_workers_share_one_study_through_postgresql(project, postgres):
     write_params(project, n_trials=4)
     # MLflow's store is created once up front, as a real setup would before starting workers.
@@ -291,6 +295,7 @@ def test_two_workers_share_one_study_through_postgresql(project, postgres):
     assert len(parents) == 1  # one parent run per study, shared by the workers
 
 
+@pytest.mark.slow  # a study, then the train stage in its own process
 def test_the_best_trials_score_is_what_the_train_stage_reproduces(project):
     tune.main(ARCH)
     result = read_json(project / "tuned/gru.json")
@@ -303,6 +308,7 @@ def test_the_best_trials_score_is_what_the_train_stage_reproduces(project):
     assert trained["best_val_accuracy"] == result["best_value"]
 
 
+@pytest.mark.slow  # a study stopped, then resumed to three trials
 def test_a_study_the_time_guard_stops_fails_and_writes_nothing(project):
     write_params(project, n_trials=3, max_minutes=1e-4)  # ends after the first trial
     with pytest.raises(tune.UserError, match=r"stopped by tune.max_minutes .* 1 of 3 trials"):

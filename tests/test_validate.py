@@ -2,7 +2,7 @@ import dataclasses
 
 import pandas as pd
 import pytest
-from conftest import PROJECT_ROOT, build_archive
+from helpers import PROJECT_ROOT, build_archive
 
 from pipeline import validate as validation
 from pipeline.config import ValidateParams, load_params, write_params
