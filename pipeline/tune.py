@@ -8,7 +8,7 @@ set); the pruner sees val_accuracy after every epoch and stops trials that fall 
 
 The budget is a number of trials (tune.n_trials), and each trial's sampler is seeded from the
 seed and the trial's number, so one worker makes the same trials on any machine, however loaded
-(N workers sharing a study make them in an order set by timing: see README "Tuning").
+(N workers sharing a study make them in an order set by timing: docs/tuning.md#parallel-workers).
 tune.max_minutes is only a guard: a study it stops fails the stage, and a rerun continues it.
 The study lives outside DVC's outputs (default optuna/<arch>.journal; --storage or OPTUNA_STORAGE
 for a journal file or an RDB URL such as postgresql://user@host/db). Writes tuned/<arch>.json

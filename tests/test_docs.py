@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 MAX_README_LINES = 250
@@ -108,9 +106,6 @@ def test_references_to_docs_pages_resolve():
     assert not broken, "\n".join(broken)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "comments in params*.yaml, pipeline/, benchmarks/ and .github/ still name README sections "
-    "that moved to docs/ (point them at docs/<page>.md#<anchor>); remove this mark when done"))
 def test_references_to_readme_sections_resolve():
     headings = {h.strip().lower() for h in HEADING.findall(
         FENCED.sub("", README.read_text(encoding="utf-8")))}
