@@ -23,8 +23,8 @@ import pandas as pd
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipeline import tracking  # noqa: E402
-from pipeline.download import REVIEWS_PATH  # noqa: E402
+from pipeline.core import tracking  # noqa: E402
+from pipeline.core.paths import REVIEWS_PATH  # noqa: E402
 
 RESULTS = Path("benchmarks/results")
 SENTENCES = [

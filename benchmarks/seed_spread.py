@@ -35,19 +35,17 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.training_throughput import machine, markdown  # noqa: E402
-from pipeline.config import Params, load_params  # noqa: E402
-from pipeline.evaluate import EVAL_METRICS_DIR  # noqa: E402
-from pipeline.io import atomic_path, read_json  # noqa: E402
-from pipeline.models import build_model  # noqa: E402
-from pipeline.prepare import PREPARED_DIR, SPLITS, load_split  # noqa: E402
-from pipeline.train import (  # noqa: E402
+from pipeline.core.config import Params, load_params  # noqa: E402
+from pipeline.core.data import SPLITS, load_split
+from pipeline.core.io import atomic_path, read_json  # noqa: E402
+from pipeline.core.models import build_model  # noqa: E402
+from pipeline.core.paths import (
+    EVAL_METRICS_DIR,  # noqa: E402
+    PREPARED_DIR,  # noqa: E402
     TRAIN_METRICS_DIR,
     TUNED_DIR,
-    best_epoch,
-    compile_model,
-    final_model_params,
-    fit,
 )
+from pipeline.core.training import best_epoch, compile_model, final_model_params, fit
 from pipeline.tune import test_accuracy  # noqa: E402
 
 OUT = Path("benchmarks/results/seed_spread")

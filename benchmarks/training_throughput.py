@@ -32,12 +32,13 @@ import pandas as pd
 import tensorflow as tf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipeline.batching import predict_proba  # noqa: E402
-from pipeline.config import ModelParams, Params, load_params  # noqa: E402
-from pipeline.io import atomic_path  # noqa: E402
-from pipeline.models import accepts_any_length, build_model  # noqa: E402
-from pipeline.prepare import PREPARED_DIR, SPLITS, load_split  # noqa: E402
-from pipeline.train import compile_model, early_stopping, fit  # noqa: E402
+from pipeline.core.batching import predict_proba  # noqa: E402
+from pipeline.core.config import ModelParams, Params, load_params  # noqa: E402
+from pipeline.core.data import SPLITS, load_split
+from pipeline.core.io import atomic_path  # noqa: E402
+from pipeline.core.models import accepts_any_length, build_model  # noqa: E402
+from pipeline.core.paths import PREPARED_DIR  # noqa: E402
+from pipeline.core.training import compile_model, early_stopping, fit  # noqa: E402
 
 OUT = Path("benchmarks/results/training_throughput")
 

@@ -25,7 +25,7 @@ class UserError(Exception):
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's main(): log to stderr and turn a UserError, or a remote MLflow tracking
     server that went away mid-run, into a one-line error, exit 1."""
-    from pipeline.config import ParamsError
+    from pipeline.core.config import ParamsError
 
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -37,7 +37,7 @@ def run_stage(main: Callable[[], None]) -> None:
     except Exception as err:
         if "mlflow" not in sys.modules:  # tracking imports mlflow: only check where it is used
             raise
-        from pipeline import tracking
+        from pipeline.core import tracking
 
         message = tracking.lost_server_message(err)
         if message is None:

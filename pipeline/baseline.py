@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -21,23 +20,29 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from pipeline import UserError, run_stage, tracking
-from pipeline.config import BaselineParams, load_params
-from pipeline.evaluate import (
+from pipeline import UserError, run_stage
+from pipeline.core import tracking
+from pipeline.core.config import BaselineParams, load_params
+from pipeline.core.data import split_reviews
+from pipeline.core.io import write_json
+from pipeline.core.metrics import (
     classification_metrics,
     log_to_mlflow,
     predictions_frame,
     score,
     write_predictions_and_curves,
 )
-from pipeline.io import write_json
-from pipeline.prepare import INPUT_PATH, split_reviews
+from pipeline.core.paths import (
+    BASELINE_METRICS_PATH,
+    BASELINE_NAME,
+    BASELINE_TIMINGS_PATH,
+    VALIDATED_PATH,
+)
 
 log = logging.getLogger(__name__)
 
-BASELINE_NAME = "tfidf_logreg"
-BASELINE_METRICS_PATH = Path("metrics/baseline.json")
-BASELINE_TIMINGS_PATH = Path("timings/baseline.json")
+INPUT_PATH = VALIDATED_PATH  # the same input as prepare
+
 _TAG = re.compile(r"<[^>]*>")
 
 

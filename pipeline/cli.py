@@ -112,7 +112,7 @@ def predict(
     """
     try:
         with tensorflow_logs(verbose):
-            from pipeline import predict as predicting  # TensorFlow: only for this command
+            from pipeline.serving import predict as predicting  # TensorFlow: only for this command
 
             texts = predicting.gather(reviews or [], file, column)
             scorer = predicting.load_scorer(model or predicting.DEFAULT_MODEL)

@@ -27,13 +27,12 @@ import requests
 from tqdm import tqdm
 
 from pipeline import UserError, run_stage
-from pipeline.config import load_params
-from pipeline.io import atomic_path
+from pipeline.core.config import load_params
+from pipeline.core.io import write_parquet
+from pipeline.core.paths import REVIEWS_PATH, UNLABELLED_PATH
 
 log = logging.getLogger(__name__)
 
-REVIEWS_PATH = Path("data/reviews.parquet")
-UNLABELLED_PATH = Path("data/unlabelled.parquet")
 ARCHIVE_ENV, SHA256_ENV = "IMDB_ARCHIVE", "IMDB_ARCHIVE_SHA256"
 _MEMBER = re.compile(r"^aclImdb/(train|test)/(pos|neg|unsup)/(\d+)_(\d+)\.txt$")
 _URLS = re.compile(r"^aclImdb/(train|test)/urls_(pos|neg|unsup)\.txt$")
@@ -196,9 +195,6 @@ def _tidy(table: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(["split", "label", "id"]).reset_index(drop=True)
 
 
-def write_parquet(table: pd.DataFrame, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        table.to_parquet(tmp, index=False)
 
 
 def main() -> None:

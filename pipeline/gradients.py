@@ -22,13 +22,14 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from pipeline import UserError, run_architecture_stage, tracking
-from pipeline.config import Params, load_params
-from pipeline.io import atomic_path, read_json, write_json
-from pipeline.models import build_model
-from pipeline.prepare import PAD, PREPARED_DIR, load_split
-from pipeline.sequence_length import LESSONS_DIR, cut, hyperparameters
-from pipeline.train import MODEL_FILE, MODELS_DIR
+from pipeline import UserError, run_architecture_stage
+from pipeline.core import tracking
+from pipeline.core.config import Params, load_params
+from pipeline.core.data import PAD, cut, load_split
+from pipeline.core.io import atomic_path, read_json, write_json
+from pipeline.core.models import build_model
+from pipeline.core.paths import LESSONS_DIR, MODEL_FILE, MODELS_DIR, PREPARED_DIR
+from pipeline.core.training import hyperparameters
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
@@ -46,7 +47,7 @@ VANISHED, DECAYED = 1e-3, 0.5
 def after_embedding(model: keras.Model, embedded, mask):
     """The model's output computed from its embedding layer's output.
 
-    Runs the layers after the embedding one by one (the models built in pipeline.models are
+    Runs the layers after the embedding one by one (the models built in pipeline.core.models are
     chains), passing the padding mask on the way Keras would.
     """
     x = embedded

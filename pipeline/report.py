@@ -2,7 +2,7 @@
 and offer the champion the most accurate architecture that passes the behavioral tests.
 
 Reads what train, evaluate, baseline and export wrote; runs the behavioral tests
-(pipeline/behavior.py) on every architecture's raw-text model. Writes to reports/:
+(pipeline/reporting/behavior.py) on every architecture's raw-text model. Writes to reports/:
 comparison.md (the report), report.html (the same, one self-contained page with the charts
 embedded, plus the timings table), comparison.csv, overfitting.csv, tuning.csv, behavior.csv
 (every case and model), behavior_pass_rates.csv, timings.csv, promotion.json and the charts,
@@ -19,9 +19,29 @@ import keras
 import mlflow
 import pandas as pd
 
-from pipeline import UserError, behavior, run_stage, tracking
-from pipeline.baseline import BASELINE_METRICS_PATH, BASELINE_NAME, BASELINE_TIMINGS_PATH
-from pipeline.charts import (
+from pipeline import UserError, run_stage
+from pipeline.core import tracking
+from pipeline.core.config import load_params
+from pipeline.core.io import atomic_path, read_json, write_json
+from pipeline.core.paths import (
+    BASELINE_METRICS_PATH,
+    BASELINE_NAME,
+    BASELINE_TIMINGS_PATH,
+    CURVES,
+    CURVES_DIR,
+    EVAL_METRICS_DIR,
+    EVAL_TIMINGS_DIR,
+    EXPORT_DIR,  # registers its layers
+    HISTORY_DIR,
+    MODEL_FILE,
+    PREDICTIONS_DIR,
+    REVIEWS_PATH,
+    TRAIN_METRICS_DIR,
+    TRAIN_TIMINGS_DIR,
+    TUNED_DIR,
+)
+from pipeline.reporting import behavior
+from pipeline.reporting.charts import (
     accuracy_chart,
     accuracy_vs_time_chart,
     calibration_chart,
@@ -29,7 +49,7 @@ from pipeline.charts import (
     precision_recall_chart,
     roc_chart,
 )
-from pipeline.comparison import (
+from pipeline.reporting.comparison import (
     add_paired_tests,
     best_architecture,
     comparison_table,
@@ -37,26 +57,10 @@ from pipeline.comparison import (
     timings_table,
     tuning_table,
 )
-from pipeline.config import load_params
-from pipeline.download import REVIEWS_PATH
-from pipeline.evaluate import (
-    CURVES,
-    CURVES_DIR,
-    EVAL_METRICS_DIR,
-    EVAL_TIMINGS_DIR,
-    PREDICTIONS_DIR,
-)
-from pipeline.export import EXPORT_DIR, TEXT_COLUMN, predict_texts  # registers its layers
-from pipeline.io import atomic_path, read_json, write_json
-from pipeline.registry import choose_candidate, promote_if_better
-from pipeline.report_page import report_markdown, to_html
-from pipeline.train import (
-    HISTORY_DIR,
-    MODEL_FILE,
-    TRAIN_METRICS_DIR,
-    TRAIN_TIMINGS_DIR,
-    TUNED_DIR,
-)
+from pipeline.reporting.registry import choose_candidate, promote_if_better
+from pipeline.reporting.report_page import report_markdown, to_html
+from pipeline.serving import TEXT_COLUMN
+from pipeline.serving.text_model import predict_texts
 
 log = logging.getLogger(__name__)
 

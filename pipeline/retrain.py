@@ -2,7 +2,8 @@
 
 dvc pull (when a remote is set) -> dvc repro -> dvc push -> a markdown summary: the stages that
 ran, `dvc metrics diff` against a base revision, and whether the champion alias moved. The
-champion rule itself lives in the `report` stage (pipeline/registry.py); this only reports it.
+champion rule itself lives in the `report` stage (pipeline/reporting/registry.py); this
+only reports it.
 DVC is called through its command line, its stable interface.
 """
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline import UserError
-from pipeline.io import read_json
+from pipeline.core.io import read_json
 
 PROMOTION_FILE = Path("reports/promotion.json")
 REPORT_STAGE = "report"

@@ -21,21 +21,21 @@ from pathlib import Path
 
 import keras
 import matplotlib
-import numpy as np
 import pandas as pd
 
-from pipeline import UserError, run_architecture_stage, tracking
-from pipeline.batching import predict_proba
-from pipeline.config import ModelParams, Params, PrepareParams, load_params
-from pipeline.evaluate import EVAL_METRICS_DIR, classification_metrics
-from pipeline.io import atomic_path, read_json, write_json
-from pipeline.models import build_model
-from pipeline.prepare import PREPARED_DIR, SPLITS, load_split
-from pipeline.train import (
-    TRAIN_METRICS_DIR,
+from pipeline import UserError, run_architecture_stage
+from pipeline.core import tracking
+from pipeline.core.batching import predict_proba
+from pipeline.core.config import Params, load_params
+from pipeline.core.data import SPLITS, cut, load_split
+from pipeline.core.io import atomic_path, read_json, write_json
+from pipeline.core.metrics import classification_metrics
+from pipeline.core.models import build_model
+from pipeline.core.paths import EVAL_METRICS_DIR, LESSONS_DIR, PREPARED_DIR, TRAIN_METRICS_DIR
+from pipeline.core.training import (
     compile_model,
-    final_model_params,
     fit,
+    hyperparameters,
     summarize,
     training_timings,
 )
@@ -45,7 +45,6 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless back
 
 log = logging.getLogger(__name__)
 
-LESSONS_DIR = Path("lessons")
 RESULTS_DIR = LESSONS_DIR / "sequence_length"
 SUMMARY = LESSONS_DIR / "sequence_length"  # .csv, .md, .png
 # Training time at each length this lesson trains (the train stage's is in timings/train/):
@@ -54,26 +53,8 @@ TIMINGS_DIR = Path("timings/sequence_length")
 COLUMNS = ["architecture", "maxlen", "accuracy", "roc_auc", "epochs", "best_epoch", "source"]
 
 
-def hyperparameters(params: Params, architecture: str) -> ModelParams:
-    """The hyperparameters the train stage uses for `architecture`: tuned ones where tuning ran."""
-    return final_model_params(params, architecture)[0]
 
 
-def cut(x: np.ndarray, maxlen: int, prepare: PrepareParams) -> np.ndarray:
-    """Sequences padded and truncated at prepare.maxlen, re-encoded at a maxlen no longer than it.
-
-    Exact when padding and truncating are on the same side: `pre` keeps the last tokens, padded
-    on the left; `post` keeps the first ones, padded on the right.
-    """
-    if prepare.padding != prepare.truncating:
-        raise UserError(
-            f"prepare.padding ({prepare.padding}) and prepare.truncating ({prepare.truncating}) "
-            "differ, so shorter encodings cannot be cut from the prepared ones: set both to "
-            "the same side")
-    if maxlen > x.shape[1]:
-        raise UserError(f"maxlen {maxlen} exceeds the prepared length {x.shape[1]}: "
-                        "lower lessons.maxlens or raise prepare.maxlen")
-    return x[:, -maxlen:] if prepare.padding == "pre" else x[:, :maxlen]
 
 
 def train_and_score(architecture: str, maxlen: int, data: dict, params: Params

@@ -38,14 +38,16 @@ import tensorflow as tf
 from optuna.trial import TrialState
 from optuna_integration import KerasPruningCallback
 
-from pipeline import UserError, run_stage, tracking
-from pipeline.batching import predict_proba
-from pipeline.config import ModelParams, Params, SearchRange, load_params
-from pipeline.io import write_json
-from pipeline.models import build_model
-from pipeline.prepare import PREPARED_DIR, load_split
-from pipeline.study_tracking import EXPERIMENT, TrialLogger, log_study, parent_run_id
-from pipeline.train import TUNED_DIR, best_epoch, compile_model, fit
+from pipeline import UserError, run_stage
+from pipeline.core import tracking
+from pipeline.core.batching import predict_proba
+from pipeline.core.config import ModelParams, Params, SearchRange, load_params
+from pipeline.core.data import load_split
+from pipeline.core.io import write_json
+from pipeline.core.models import build_model
+from pipeline.core.paths import PREPARED_DIR, TUNED_DIR
+from pipeline.core.study_tracking import EXPERIMENT, TrialLogger, log_study, parent_run_id
+from pipeline.core.training import best_epoch, compile_model, fit
 
 log = logging.getLogger(__name__)
 

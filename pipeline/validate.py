@@ -23,13 +23,12 @@ import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
 from pipeline import UserError, run_stage
-from pipeline.config import ValidateParams, load_params
-from pipeline.download import REVIEWS_PATH, write_parquet
-from pipeline.io import atomic_path, write_json
+from pipeline.core.config import ValidateParams, load_params
+from pipeline.core.io import atomic_path, write_json, write_parquet
+from pipeline.core.paths import REVIEWS_PATH, VALIDATED_PATH
 
 log = logging.getLogger(__name__)
 
-VALIDATED_PATH = Path("data/validated/reviews.parquet")
 DUPLICATES_PATH = Path("data/validated/duplicates.csv")
 VALIDATION_REPORT_PATH = Path("metrics/validation.json")
 SPLITS = ("train", "test")

@@ -99,7 +99,7 @@ def build_archive(path: Path, per_folder: int = 40, unlabelled: int = 10, seed: 
 def copy_project(root: Path) -> Path:
     """Copy what `dvc repro` needs into `root`, with params.small.yaml (merged over
     params.yaml, since DVC reads params.yaml as it is) as its params.yaml."""
-    from pipeline.config import write_params
+    from pipeline.core.config import write_params
 
     root.mkdir(parents=True, exist_ok=True)
     for name in ("pipeline", "dvc.yaml", ".gitignore", ".dvcignore"):

@@ -22,10 +22,10 @@ import yaml
 from helpers import build_archive
 from typer.testing import CliRunner
 
-from pipeline import predict as predicting
 from pipeline.cli import app
-from pipeline.config import ParamsError, load_params, parse_params
+from pipeline.core.config import ParamsError, load_params, parse_params
 from pipeline.download import ArchiveError, read_archive
+from pipeline.serving import predict as predicting
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -264,8 +264,8 @@ def test_tracking_uri_on_a_dead_port_fails_within_seconds_saying_so(tmp_path):
     env["MLFLOW_TRACKING_URI"] = f"http://127.0.0.1:{port}"
     started = time.monotonic()
     stage = subprocess.run(
-        [sys.executable, "-c", "from pipeline import run_stage, tracking; "
-                               "run_stage(tracking.setup)"],
+        [sys.executable, "-c", "from pipeline import run_stage; "
+         "from pipeline.core import tracking; run_stage(tracking.setup)"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     elapsed = time.monotonic() - started
     assert stage.returncode == 1

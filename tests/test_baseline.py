@@ -6,8 +6,8 @@ import yaml
 from helpers import NEGATIVE, POSITIVE, PROJECT_ROOT, synthetic_review
 
 from pipeline.baseline import INPUT_PATH, build_baseline, clean, fit_and_predict
-from pipeline.config import BaselineParams
-from pipeline.prepare import split_reviews
+from pipeline.core.config import BaselineParams
+from pipeline.core.data import split_reviews
 
 
 def synthetic_reviews(per_label: int = 60) -> pd.DataFrame:

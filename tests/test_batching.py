@@ -1,13 +1,13 @@
 import numpy as np
 
-from pipeline.batching import (
+from pipeline.core.batching import (
     bucket_batches,
     left_align,
     make_dataset,
     predict_proba,
     review_lengths,
 )
-from pipeline.models import build_model
+from pipeline.core.models import build_model
 from pipeline.prepare import pad
 
 

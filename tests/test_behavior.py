@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from pipeline import UserError
-from pipeline.behavior import (
+from pipeline.reporting.behavior import (
     Case,
     expand,
     load_cases,

@@ -13,9 +13,15 @@ import pytest
 from helpers import PROJECT_ROOT
 from mlflow import MlflowClient
 
-from pipeline.behavior import load_cases, model_predictor, pass_rates, run_suite, shortfalls
-from pipeline.config import load_params
-from pipeline.registry import CHAMPION, current_champion
+from pipeline.core.config import load_params
+from pipeline.reporting.behavior import (
+    load_cases,
+    model_predictor,
+    pass_rates,
+    run_suite,
+    shortfalls,
+)
+from pipeline.reporting.registry import CHAMPION, current_champion
 
 pytestmark = pytest.mark.model
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from helpers import PROJECT_ROOT
 
-from pipeline.config import load_params
+from pipeline.core.config import load_params
 from pipeline.prepare import pad
 
 SCRIPT = PROJECT_ROOT / "benchmarks" / "training_throughput.py"

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import (
+from pipeline.core.config import (
     ParamsError,
     load_params,
     merged,

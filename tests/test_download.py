@@ -8,7 +8,7 @@ import pytest
 from helpers import build_archive
 
 from pipeline import download
-from pipeline.config import write_params
+from pipeline.core.config import write_params
 from pipeline.download import ArchiveError, fetch, read_archive, verify_checksum
 
 

@@ -2,9 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.config import EvaluateParams
-from pipeline.evaluate import (
-    CURVES,
+from pipeline.core.config import EvaluateParams
+from pipeline.core.metrics import (
     bootstrap_intervals,
     classification_metrics,
     expected_calibration_error,
@@ -13,6 +12,7 @@ from pipeline.evaluate import (
     score,
     thin,
 )
+from pipeline.core.paths import CURVES
 
 
 def test_metrics_match_a_hand_computed_confusion_matrix():

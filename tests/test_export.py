@@ -3,10 +3,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.config import PrepareParams
-from pipeline.export import ClipAndPad, ReviewSentimentModel, predict_texts, text_model
-from pipeline.models import ARCHITECTURES, build_model
+from pipeline.core.config import PrepareParams
+from pipeline.core.models import ARCHITECTURES, build_model
 from pipeline.prepare import encode, learn_vocabulary, pad
+from pipeline.serving.text_model import ClipAndPad, ReviewSentimentModel, predict_texts, text_model
 
 TEXTS = ["A great film, great cast.<br />Loved it!", "awful", "",
          "the plot was dull and the film too long to sit through " * 3]

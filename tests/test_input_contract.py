@@ -1,7 +1,8 @@
 """One input contract (pipeline.serving) on every path: the check itself, the Python API
-(`pipeline.predict.score`), `imdb predict`, and the pyfunc class the served model runs. A review
-that is not a string, or is empty or only whitespace, is refused with an error naming its row,
-and nothing is scored. HTTP and the pyfunc loaded through MLflow: tests/test_serving.py."""
+(`pipeline.serving.predict.score`), `imdb predict`, and the pyfunc class the served model runs.
+A review that is not a string, or is empty or only whitespace, is refused with an error
+naming its row, and nothing is scored.
+HTTP and the pyfunc loaded through MLflow: tests/test_serving.py."""
 
 from __future__ import annotations
 
@@ -19,10 +20,10 @@ from mlflow.exceptions import MlflowException
 from typer.testing import CliRunner
 
 from pipeline import UserError
-from pipeline import predict as predicting
 from pipeline.cli import NATIVE_LOG_LINE, app
-from pipeline.export import ReviewSentimentModel
 from pipeline.serving import FIX, InvalidReview, as_bad_request, check_reviews, served_reviews
+from pipeline.serving import predict as predicting
+from pipeline.serving.text_model import ReviewSentimentModel
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -169,9 +170,9 @@ def test_cli_still_scores_good_reviews_from_a_file(monkeypatch, tmp_path):
 @pytest.fixture(scope="module")
 def exported_gru(tmp_path_factory) -> Path:
     """A folder holding exported/gru/model.keras, an untrained raw-text model."""
-    from pipeline.config import PrepareParams
-    from pipeline.export import text_model
-    from pipeline.models import build_model
+    from pipeline.core.config import PrepareParams
+    from pipeline.core.models import build_model
+    from pipeline.serving.text_model import text_model
 
     root = tmp_path_factory.mktemp("cli")
     (root / "exported" / "gru").mkdir(parents=True)

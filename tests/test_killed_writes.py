@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WRITER = """
 import sys, time
 from pathlib import Path
-from pipeline.io import atomic_path
+from pipeline.core.io import atomic_path
 
 target, kind = Path(sys.argv[1]), sys.argv[2]
 with atomic_path(target) as tmp:

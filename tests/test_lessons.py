@@ -7,7 +7,9 @@ import pytest
 import yaml
 
 from pipeline import UserError
-from pipeline.config import ParamsError, PrepareParams, parse_params, read_params
+from pipeline.core.config import ParamsError, PrepareParams, parse_params, read_params
+from pipeline.core.data import cut
+from pipeline.core.models import build_model
 from pipeline.gradients import (
     after_embedding,
     decay_summary,
@@ -17,15 +19,8 @@ from pipeline.gradients import (
     summary_markdown,
     verdict,
 )
-from pipeline.models import build_model
 from pipeline.prepare import pad
-from pipeline.sequence_length import (
-    accuracy_chart,
-    cut,
-    summary_table,
-    to_markdown,
-    train_and_score,
-)
+from pipeline.sequence_length import accuracy_chart, summary_table, to_markdown, train_and_score
 
 ROOT = Path(__file__).resolve().parents[1]
 

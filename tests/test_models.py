@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline.models import ARCHITECTURES, JordanCell, accepts_any_length, build_model
+from pipeline.core.models import ARCHITECTURES, JordanCell, accepts_any_length, build_model
 
 VOCAB, MAXLEN = 50, 24
 

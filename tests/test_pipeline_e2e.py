@@ -12,8 +12,8 @@ import yaml
 from helpers import E2E_ARCHITECTURES, run_ok
 from mlflow.tracking import MlflowClient
 
-from pipeline.baseline import BASELINE_NAME
-from pipeline.models import ARCHITECTURES as ALL_ARCHITECTURES
+from pipeline.core.models import ARCHITECTURES as ALL_ARCHITECTURES
+from pipeline.core.paths import BASELINE_NAME
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -5,9 +5,9 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline import UserError
-from pipeline import predict as predicting
 from pipeline.cli import app
 from pipeline.serving import InvalidReview
+from pipeline.serving import predict as predicting
 
 
 def fake_scorer(texts):

@@ -8,18 +8,10 @@ from helpers import PROJECT_ROOT, build_archive
 
 from pipeline import UserError
 from pipeline import prepare as preparing
-from pipeline.config import write_params
+from pipeline.core.config import write_params
+from pipeline.core.data import OOV, split_reviews, standardize
 from pipeline.download import read_archive
-from pipeline.prepare import (
-    OOV,
-    data_report,
-    encode,
-    learn_vocabulary,
-    pad,
-    shared_movies,
-    split_reviews,
-    standardize,
-)
+from pipeline.prepare import data_report, encode, learn_vocabulary, pad, shared_movies
 
 
 def std(text: str) -> str:

@@ -2,7 +2,12 @@ import mlflow
 import pandas as pd
 import pytest
 
-from pipeline.registry import choose_candidate, decide, decide_promotion, promote_if_better
+from pipeline.reporting.registry import (
+    choose_candidate,
+    decide,
+    decide_promotion,
+    promote_if_better,
+)
 
 
 def test_first_candidate_wins_when_there_is_no_champion():

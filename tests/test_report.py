@@ -1,4 +1,5 @@
-"""The report stage and what it builds on: pipeline.comparison, pipeline.report_page, charts."""
+"""The report stage and what it builds on: pipeline.reporting.comparison,
+pipeline.reporting.report_page, charts."""
 
 import re
 
@@ -10,8 +11,11 @@ from helpers import PROJECT_ROOT
 from scipy.stats import binom
 
 from pipeline import UserError
-from pipeline.baseline import BASELINE_NAME
-from pipeline.comparison import (
+from pipeline.core.config import EvaluateParams, read_params
+from pipeline.core.metrics import score
+from pipeline.core.paths import BASELINE_NAME
+from pipeline.report import gate_markdown, load_inputs, write_report
+from pipeline.reporting.comparison import (
     add_paired_tests,
     best_architecture,
     check_paired,
@@ -22,10 +26,7 @@ from pipeline.comparison import (
     tuning_table,
     verdict,
 )
-from pipeline.config import EvaluateParams, read_params
-from pipeline.evaluate import score
-from pipeline.report import gate_markdown, load_inputs, write_report
-from pipeline.report_page import overfitting_summary, to_html
+from pipeline.reporting.report_page import overfitting_summary, to_html
 
 ALPHA = 0.05
 

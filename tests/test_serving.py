@@ -19,16 +19,17 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.types.schema import AnyType
 
-from pipeline.config import PrepareParams
-from pipeline.export import log_text_model, text_model
-from pipeline.models import build_model
+from pipeline.core.config import PrepareParams
+from pipeline.core.models import build_model
 from pipeline.prepare import encode, learn_vocabulary, pad
-from pipeline.registry import CHAMPION, promote_if_better
+from pipeline.reporting.registry import CHAMPION, promote_if_better
 from pipeline.serving import FIX
+from pipeline.serving.text_model import log_text_model, text_model
 
 NAME = "imdb-sentiment"
 GOOD = "Great wonderful film!<br />Loved it."
-BAD = [  # reviews the input contract (pipeline/serving.py) refuses, and what it says of them
+# reviews the input contract (pipeline/serving/__init__.py) refuses, and what it says of them
+BAD = [
     (None, "is null"),
     (123, "is a number (123), not text"),
     (True, "is a boolean (True), not text"),

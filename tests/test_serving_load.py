@@ -17,16 +17,17 @@ import pytest
 import requests
 from helpers import MLFLOW, free_port, labelled_reviews, start, synthetic_review
 
-from pipeline.config import PrepareParams
-from pipeline.export import log_text_model, text_model
-from pipeline.models import build_model
+from pipeline.core.config import PrepareParams
+from pipeline.core.models import build_model
 from pipeline.prepare import encode, learn_vocabulary, pad
+from pipeline.serving.text_model import log_text_model, text_model
 
 pytestmark = pytest.mark.slow  # one `mlflow models serve` for the module
 
 CLIENTS, REQUESTS_PER_CLIENT = 50, 4
-# Blank reviews are refused with HTTP 400 (the input contract in pipeline/serving.py; before it
-# they got a made-up score): tests/test_serving.py covers them.
+# Blank reviews are refused with HTTP 400 (the input contract in
+# pipeline/serving/__init__.py; before it they got a made-up score): tests/test_serving.py
+# covers them.
 ODD_REVIEWS = ["Great 👍🏽🎬 film, très bien!", "<p>Awful<br/>boring</p><script>x</script>",
                "wonderful " * 2000]
 

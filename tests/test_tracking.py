@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import UserError, tracking
+from pipeline import UserError
+from pipeline.core import tracking
 
 
 def test_local_sqlite_store_is_the_default(monkeypatch, tmp_path):
@@ -43,7 +44,7 @@ def test_data_hash_changes_with_content_and_names(tmp_path):
 DOOMED_STAGE = """
 import time
 import mlflow
-from pipeline import tracking
+from pipeline.core import tracking
 tracking.setup("stages")
 print(mlflow.start_run(run_name="doomed").info.run_id, flush=True)
 time.sleep(300)
@@ -166,7 +167,7 @@ def test_a_resumed_run_belongs_to_the_process_that_resumed_it(monkeypatch, tmp_p
 
 RESUMING_STAGE = """
 import sys, time
-from pipeline import tracking
+from pipeline.core import tracking
 tracking.setup("stages")
 tracking.resume_run(sys.argv[1])
 print("resumed", flush=True)

@@ -16,7 +16,7 @@ import yaml
 from helpers import MLFLOW, PROJECT_ROOT, free_port, keyword_data, start
 from mlflow.tracking import MlflowClient
 
-from pipeline.config import read_params
+from pipeline.core.config import read_params
 
 pytestmark = pytest.mark.slow  # `mlflow server`, killed and restarted; the train stage twice
 

@@ -8,9 +8,9 @@ import pytest
 import tensorflow as tf
 from helpers import keyword_data
 
-from pipeline.config import ModelParams, TrainParams
-from pipeline.models import ARCHITECTURES, build_model
-from pipeline.train import (
+from pipeline.core.config import ModelParams, TrainParams
+from pipeline.core.models import ARCHITECTURES, build_model
+from pipeline.core.training import (
     CosineDecay,
     compile_model,
     fit,
@@ -95,8 +95,8 @@ def test_auto_leaves_xla_off_on_a_gpu_so_keras_can_pick_cudnn(monkeypatch):
 
 
 def test_compile_model_builds_every_optimizer_params_yaml_accepts():
-    from pipeline.config import OPTIMIZERS
-    from pipeline.train import OPTIMIZERS as BUILDERS
+    from pipeline.core.config import OPTIMIZERS
+    from pipeline.core.training import OPTIMIZERS as BUILDERS
 
     assert set(BUILDERS) == set(OPTIMIZERS)
     train = TrainParams(max_epochs=1, patience=1, jit_compile=False)
@@ -106,9 +106,9 @@ def test_compile_model_builds_every_optimizer_params_yaml_accepts():
 
 def test_train_uses_the_tuned_values_over_the_defaults(tmp_path):
     from pipeline import UserError
-    from pipeline.config import load_params
-    from pipeline.io import write_json
-    from pipeline.train import final_model_params
+    from pipeline.core.config import load_params
+    from pipeline.core.io import write_json
+    from pipeline.core.training import final_model_params
 
     params = load_params(Path(__file__).resolve().parents[1] / "params.small.yaml")
     assert final_model_params(params, "gru", tmp_path) == (params.model("gru"), False)

@@ -22,9 +22,9 @@ from helpers import PROJECT_ROOT, keyword_data
 from mlflow.tracking import MlflowClient
 
 from pipeline import tune
-from pipeline.config import load_params, read_params
-from pipeline.io import read_json
-from pipeline.train import final_model_params
+from pipeline.core.config import load_params, read_params
+from pipeline.core.io import read_json
+from pipeline.core.training import final_model_params
 
 ARCH = "gru"
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)

@@ -5,7 +5,7 @@ import pytest
 from helpers import PROJECT_ROOT, build_archive
 
 from pipeline import validate as validation
-from pipeline.config import ValidateParams, load_params, write_params
+from pipeline.core.config import ValidateParams, load_params, write_params
 from pipeline.download import read_archive
 from pipeline.validate import (
     ValidationError,

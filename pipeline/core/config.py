@@ -271,7 +271,7 @@ class ModelParams:
 
     @model_validator(mode="after")
     def _builder_arguments(self) -> ModelParams:
-        from pipeline.models import ARCHITECTURES
+        from pipeline.core.models import ARCHITECTURES
 
         _check(self.architecture in ARCHITECTURES, "",
                f"is not a known architecture; known: {', '.join(ARCHITECTURES)}")
@@ -290,7 +290,7 @@ class ModelParams:
 
 
 def _known_architectures(names: tuple[str, ...]) -> tuple[str, ...]:
-    from pipeline.models import ARCHITECTURES
+    from pipeline.core.models import ARCHITECTURES
 
     for name in names:
         _check(name in ARCHITECTURES, "",
@@ -358,7 +358,7 @@ def _check_lessons(lessons: LessonsParams, prepare: PrepareParams,
 
 def _check_search_space(architecture: str, space: dict[str, SearchRange]) -> None:
     """Each searched key is one the architecture takes; named choices are known names."""
-    from pipeline.models import RECURRENT_CELLS
+    from pipeline.core.models import RECURRENT_CELLS
 
     known_choices = {"optimizer": OPTIMIZERS, "cell": tuple(RECURRENT_CELLS)}
     for name, spec in space.items():
@@ -385,7 +385,7 @@ def _hyperparameter_types(architecture: str) -> dict[str, tuple[Any, TypeAdapter
     """Each builder argument's type, from its name and default, with its validator."""
     import inspect
 
-    from pipeline.models import ARCHITECTURES, builder_arguments
+    from pipeline.core.models import ARCHITECTURES, builder_arguments
 
     parameters = inspect.signature(ARCHITECTURES[architecture]).parameters
     kinds = {name: _hyperparameter_type(name, parameters[name].default)
@@ -395,7 +395,7 @@ def _hyperparameter_types(architecture: str) -> dict[str, tuple[Any, TypeAdapter
 
 def _hyperparameter_type(name: str, default: Any) -> Any:
     """A builder argument has the type of its default: sizes are ints >= 1, dropout a rate."""
-    from pipeline.models import RECURRENT_CELLS
+    from pipeline.core.models import RECURRENT_CELLS
 
     if name == "cell":
         return Literal[tuple(RECURRENT_CELLS)]

@@ -5,7 +5,7 @@ expands. `run_suite` scores them with any `predict(texts) -> P(positive)` and sa
 pass; `pass_rates` gives one rate per test type (mft, inv, dir), what the promotion gate
 compares with `report.behavior_thresholds`.
 
-    python -m pipeline.behavior --model-uri models:/imdb-sentiment@champion [--log]
+    python -m pipeline.reporting.behavior --model-uri models:/imdb-sentiment@champion [--log]
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ import pandas as pd
 import yaml
 
 from pipeline import UserError, run_stage
-from pipeline.config import BEHAVIOR_TYPES
+from pipeline.core.config import BEHAVIOR_TYPES
 
 log = logging.getLogger(__name__)
 
-CASES_PATH = Path(__file__).with_name("behavior_cases.yaml")
+CASES_PATH = Path(__file__).resolve().parents[1] / "behavior_cases.yaml"
 Predict = Callable[[list[str]], np.ndarray]
 
 
@@ -146,7 +146,7 @@ def model_predictor(model_uri: str) -> Predict:
     """Load an MLflow pyfunc model that reads a `review` column and answers `probability`."""
     import mlflow
 
-    from pipeline.export import TEXT_COLUMN
+    from pipeline.serving import TEXT_COLUMN
 
     model = mlflow.pyfunc.load_model(model_uri)
     return lambda texts: model.predict(
@@ -186,7 +186,7 @@ def summary(results: pd.DataFrame, max_failures: int = 10) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.behavior",
+    parser = argparse.ArgumentParser(prog="python -m pipeline.reporting.behavior",
                                      description="Run the behavioral tests against a model.")
     parser.add_argument("--model-uri", default="models:/imdb-sentiment@champion")
     parser.add_argument("--cases", default=str(CASES_PATH))
@@ -194,8 +194,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="log the pass rates and cases to a new MLflow run")
     args = parser.parse_args(argv)
 
-    from pipeline import tracking
-    from pipeline.config import load_params
+    from pipeline.core import tracking
+    from pipeline.core.config import load_params
 
     params = load_params()
     if args.log:

@@ -16,7 +16,7 @@ import mlflow
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from pipeline import tracking
+from pipeline.core import tracking
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from pipeline.prepare import PAD
+from pipeline.core.data import PAD
 
 
 def review_lengths(x: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ import pandas as pd
 from markdown_it import MarkdownIt
 
 from pipeline import UserError
-from pipeline.comparison import format_p
+from pipeline.reporting.comparison import format_p
 
 
 def _pct(value: float) -> str:

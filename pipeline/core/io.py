@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 TMP_SUFFIX = ".partial"  # atomic_path's temp folders: .<target>.<random>.partial
 
 
@@ -43,3 +45,9 @@ def write_json(path: Path | str, data: Any) -> None:
 
 def read_json(path: Path | str) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def write_parquet(table: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        table.to_parquet(tmp, index=False)
+

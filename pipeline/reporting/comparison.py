@@ -8,8 +8,7 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from pipeline import UserError
-from pipeline.baseline import BASELINE_NAME
-from pipeline.evaluate import PREDICTIONS_DIR
+from pipeline.core.paths import BASELINE_NAME, PREDICTIONS_DIR
 
 TABLE_COLUMNS = ["architecture", "is_baseline", "accuracy", "accuracy_ci_low", "accuracy_ci_high",
                  "f1", "f1_ci_low", "f1_ci_high", "roc_auc", "log_loss", "brier", "ece",

@@ -1,5 +1,5 @@
 """What a review is, for every path that scores one: `imdb predict`, the Python API
-(`pipeline.predict.score`) and the MLflow model (`pipeline.export.ReviewSentimentModel`, as
+(`pipeline.serving.predict.score`) and the MLflow model (`pipeline.export.ReviewSentimentModel`, as
 loaded with `mlflow.pyfunc.load_model` or served over HTTP by `mlflow models serve`).
 
 The contract: a review is a string with at least one character that is not whitespace. Anything

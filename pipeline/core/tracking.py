@@ -17,6 +17,7 @@ import mlflow
 import requests
 
 from pipeline import UserError
+from pipeline.core.io import read_json
 
 EXPERIMENT = "imdb-sentiment"
 DEFAULT_STORE = Path("mlflow.db")
@@ -272,3 +273,16 @@ def log_lesson(stage: str, params: dict, metrics: dict, files: list[Path],
         mlflow.log_metrics(metrics)
         for path in files:
             mlflow.log_artifact(str(path), artifact_path="lessons")
+
+
+def resume_training_run(architecture: str, run_file) -> mlflow.ActiveRun:
+    """Continue the training run; start a fresh one if that run is not in this tracking store."""
+    run_id = read_json(run_file)["run_id"]
+    try:
+        return resume_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        log.warning("training run %s is not in %s; logging the evaluation to a new run",
+                    run_id, mlflow.get_tracking_uri())
+        return mlflow.start_run(run_name=architecture, tags={"architecture": architecture,
+                                                            "training_run_id": run_id})
+

@@ -17,8 +17,8 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from pipeline.behavior import shortfalls
-from pipeline.export import TEXT_COLUMN
+from pipeline.reporting.behavior import shortfalls
+from pipeline.serving import TEXT_COLUMN
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 
 from pipeline import UserError
-from pipeline.export import EXPORT_DIR, TEXT_COLUMN, predict_texts
-from pipeline.serving import check_reviews
-from pipeline.train import MODEL_FILE
+from pipeline.core.paths import EXPORT_DIR, MODEL_FILE
+from pipeline.serving import TEXT_COLUMN, check_reviews
+from pipeline.serving.text_model import predict_texts
 
 DEFAULT_MODEL = "models:/imdb-sentiment@champion"
 
@@ -79,7 +79,7 @@ def load_scorer(model: str):
 
     import mlflow
 
-    from pipeline import tracking
+    from pipeline.core import tracking
 
     mlflow.set_tracking_uri(tracking.tracking_uri())
     try:

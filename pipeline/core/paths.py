@@ -1,0 +1,26 @@
+"""Where each stage writes what another stage (or the CLI) reads: the files dvc.yaml names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REVIEWS_PATH = Path("data/reviews.parquet")
+UNLABELLED_PATH = Path("data/unlabelled.parquet")
+VALIDATED_PATH = Path("data/validated/reviews.parquet")
+PREPARED_DIR = Path("data/prepared")
+MODELS_DIR = Path("models")
+HISTORY_DIR = Path("plots/history")
+TRAIN_METRICS_DIR = Path("metrics/train")
+TRAIN_TIMINGS_DIR = Path("timings/train")  # seconds and samples/s: this machine, not the model
+TUNED_DIR = Path("tuned")
+MODEL_FILE, RUN_FILE = "model.keras", "run.json"
+EVAL_METRICS_DIR = Path("metrics/eval")
+EVAL_TIMINGS_DIR = Path("timings/evaluate")  # inference time: this machine, not the model
+PREDICTIONS_DIR = Path("predictions")
+CURVES_DIR = Path("plots")
+CURVES = ("roc", "precision_recall", "calibration")  # plots/<curve>/<model>.csv
+BASELINE_NAME = "tfidf_logreg"
+BASELINE_METRICS_PATH = Path("metrics/baseline.json")
+BASELINE_TIMINGS_PATH = Path("timings/baseline.json")
+EXPORT_DIR = Path("exported")
+LESSONS_DIR = Path("lessons")
