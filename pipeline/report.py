@@ -1,17 +1,20 @@
 """Stage `report`: compare every architecture with each other and with the TF-IDF baseline,
-and offer the champion the most accurate architecture that passes the behavioral tests.
+and name the candidate for champion: the most accurate architecture that passes the
+behavioral tests. Registering it and moving the alias is the `promote` stage's.
 
 Reads what train, evaluate, baseline and export wrote; runs the behavioral tests
 (pipeline/reporting/behavior.py) on every architecture's raw-text model. Writes to reports/:
 comparison.md (the report), report.html (the same, one self-contained page with the charts
 embedded, plus the timings table), comparison.csv, overfitting.csv, tuning.csv, behavior.csv
-(every case and model), behavior_pass_rates.csv, timings.csv, promotion.json and the charts,
-all logged to one MLflow run. Only report.html, timings.csv and accuracy_vs_training_time.png
-hold what the machine measured (timings/): every other table is the same for the same params.
+(every case and model), behavior_pass_rates.csv, timings.csv, candidate.json (what promote
+reads) and the charts, all logged to one MLflow run. Only report.html, timings.csv and
+accuracy_vs_training_time.png hold what the machine measured (timings/): every other table is
+the same for the same params. reports/promotion.{json,md} are the promote stage's.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -22,11 +25,12 @@ import pandas as pd
 from pipeline import UserError, run_stage
 from pipeline.core import tracking
 from pipeline.core.config import load_params
-from pipeline.core.io import atomic_path, read_json, write_json
+from pipeline.core.io import read_json, staged_directory
 from pipeline.core.paths import (
     BASELINE_METRICS_PATH,
     BASELINE_NAME,
     BASELINE_TIMINGS_PATH,
+    CANDIDATE_PATH,
     CURVES,
     CURVES_DIR,
     EVAL_METRICS_DIR,
@@ -35,7 +39,7 @@ from pipeline.core.paths import (
     HISTORY_DIR,
     MODEL_FILE,
     PREDICTIONS_DIR,
-    REVIEWS_PATH,
+    REPORTS_DIR,
     TRAIN_METRICS_DIR,
     TRAIN_TIMINGS_DIR,
     TUNED_DIR,
@@ -57,14 +61,13 @@ from pipeline.reporting.comparison import (
     timings_table,
     tuning_table,
 )
-from pipeline.reporting.registry import choose_candidate, promote_if_better
+from pipeline.reporting.promotion_page import behavior_table_markdown
+from pipeline.reporting.registry import choose_candidate
 from pipeline.reporting.report_page import report_markdown, to_html
-from pipeline.serving import TEXT_COLUMN
 from pipeline.serving.text_model import predict_texts
 
 log = logging.getLogger(__name__)
 
-REPORTS_DIR = Path("reports")
 
 
 def write_charts(directory: Path, table: pd.DataFrame, timings: pd.DataFrame,
@@ -98,17 +101,6 @@ def report_metrics(table: pd.DataFrame) -> dict[str, float]:
     return metrics
 
 
-def promotion_markdown(decision: dict, registered_model: str) -> str:
-    champion = decision["champion_accuracy"]
-    verdict = "promoted to champion" if decision["promoted"] else "not promoted"
-    return "\n".join([
-        "", "## Champion", "",
-        f"Candidate: `{decision['candidate_architecture']}`, version {decision['version']} of "
-        f"registered model `{registered_model}`, test accuracy "
-        f"{decision['candidate_accuracy']:.4f}; current champion: "
-        + ("none" if champion is None else
-           f"version {decision['champion_version']}, {champion:.4f} on the same test set")
-        + f". Decision: **{verdict}** ({decision['reason']}).", ""])
 
 
 def load_inputs(architectures: tuple[str, ...]) -> dict:
@@ -167,46 +159,6 @@ def write_report(directory: Path, inputs: dict, table: pd.DataFrame,
     (directory / "report.html").write_text(to_html(page, directory), encoding="utf-8")
 
 
-def gate_markdown(decision: dict, per_architecture: pd.DataFrame) -> str:
-    """The two promotion gates, which one held the candidate back, the more accurate
-    architectures passed over, and every architecture's behavioral tests."""
-    thresholds = decision["behavior_thresholds"] or {}
-    rates = decision["behavior_pass_rates"] or {}
-    held = decision["held_back_by"]
-    champion = decision["champion_accuracy"]
-    lines = ["", "## Promotion gates", "",
-             "| gate | candidate | required | passed |", "|---|---:|---:|---|",
-             f"| accuracy | {decision['candidate_accuracy']:.4f} | "
-             + ("any (no champion)" if champion is None else
-                f"{champion:.4f} + {decision['margin']}")
-             + f" | {'no' if 'accuracy' in held else 'yes'} |"]
-    for kind, threshold in thresholds.items():
-        rate = rates.get(kind)
-        shown = "n/a" if rate is None else f"{rate:.3f}"
-        passed = rate is not None and rate >= threshold
-        lines.append(f"| behavior: {kind} pass rate | {shown} | {threshold} | "
-                     f"{'yes' if passed else 'no'} |")
-    if held:
-        verdict = "Held back by the " + " and the ".join(held) + " gate" + "s" * (len(held) > 1)
-    elif decision["promoted"]:
-        verdict = "No gate held the candidate back"
-    else:
-        verdict = f"Not promoted: {decision['reason']}"
-    lines += ["", verdict + "."]
-    passed_over = decision.get("passed_over") or {}
-    if passed_over:
-        lines += ["", "More accurate than the candidate, but below the behavioral thresholds: "
-                  + "; ".join(f"`{a}` ({', '.join(m)})" for a, m in passed_over.items()) + "."]
-    architectures = [c for c in per_architecture.columns if c not in ("type", "test", "cases")]
-    lines += ["", "Behavioral tests, pass rate per architecture, the most accurate first "
-              "(CheckList; cases in `pipeline/behavior_cases.yaml`, each case and model in "
-              "`reports/behavior.csv`):", "",
-              "| type | test | cases | " + " | ".join(architectures) + " |",
-              "|---|---|---:|" + "---:|" * len(architectures)]
-    lines += ["| " + " | ".join([row.type, row.test, str(row.cases)]
-                                + [f"{getattr(row, a):.2f}" for a in architectures]) + " |"
-              for row in per_architecture.itertuples()]
-    return "\n".join(lines + [""])
 
 
 def behavior_results(architectures: list[str], threshold: float,
@@ -223,6 +175,22 @@ def behavior_results(architectures: list[str], threshold: float,
     return pd.concat(frames, ignore_index=True)
 
 
+def candidate_markdown(candidate: str, passed_over: dict[str, list[str]],
+                       per_architecture: pd.DataFrame) -> str:
+    """The behavioral gate, as the report decides it: the candidate it offers `promote`, the
+    more accurate architectures passed over, and every architecture's behavioral tests."""
+    lines = ["", "## Promotion gates", "",
+             f"Candidate for champion: `{candidate}`, the most accurate architecture whose "
+             "behavioral pass rates meet report.behavior_thresholds. The promote stage registers "
+             "it and moves the champion alias only if it also beats the champion by "
+             "report.promotion_margin: its decision is in `reports/promotion.md` and "
+             "`reports/promotion.json`."]
+    if passed_over:
+        lines += ["", "More accurate than the candidate, but below the behavioral thresholds: "
+                  + "; ".join(f"`{a}` ({', '.join(m)})" for a, m in passed_over.items()) + "."]
+    return "\n".join(lines) + "\n" + behavior_table_markdown(per_architecture)
+
+
 def main() -> None:
     params = load_params()
     inputs = load_inputs(params.architectures)
@@ -231,8 +199,6 @@ def main() -> None:
     best = best_architecture(table)
     table = add_paired_tests(table, inputs["predictions"], best, params.evaluate.threshold, alpha)
     overfitting = overfitting_table(inputs["histories"], inputs["train"])
-    reviews = pd.read_parquet(REVIEWS_PATH)
-    test = reviews[reviews.split == "test"].rename(columns={"text": TEXT_COLUMN})
 
     ranked = table[~table.is_baseline].architecture.tolist()
     results = behavior_results(ranked, params.evaluate.threshold,
@@ -242,30 +208,23 @@ def main() -> None:
     per_architecture = behavior.pass_rates_by_architecture(results, ranked)
 
     tracking.setup()
-    with atomic_path(REPORTS_DIR) as tmp:
-        tmp.mkdir()
+    with staged_directory(REPORTS_DIR) as tmp:
         tags = {"stage": "report", "git_commit": tracking.git_commit()}
         with mlflow.start_run(run_name="comparison-report", tags=tags):
-            model_uri = (EXPORT_DIR / candidate / "model_uri.txt").read_text().strip()
             behavior.log_to_mlflow(results[results.architecture == candidate])
-            decision = promote_if_better(params.report.registered_model, candidate, model_uri,
-                                         test, params.evaluate.threshold,
-                                         params.report.promotion_margin, rates[candidate],
-                                         params.report.behavior_thresholds,
-                                         passed_over).as_dict()
             results.to_csv(tmp / "behavior.csv", index=False)
             per_architecture.to_csv(tmp / "behavior_pass_rates.csv", index=False)
             write_report(tmp, inputs, table, overfitting, best, alpha,
                          params.evaluate.n_bootstrap,
-                         promotion_markdown(decision, params.report.registered_model)
-                         + gate_markdown(decision, per_architecture))
-            write_json(tmp / "promotion.json", decision)
+                         candidate_markdown(candidate, passed_over, per_architecture))
+            (tmp / CANDIDATE_PATH.name).write_text(json.dumps({  # in rank order, unsorted
+                "candidate_architecture": candidate, "behavior_pass_rates": rates[candidate],
+                "passed_over": passed_over}, indent=2) + "\n", encoding="utf-8")
             mlflow.log_artifacts(str(tmp), artifact_path="report")
             mlflow.log_metrics(report_metrics(table))
-            mlflow.log_params({f"champion.{k}": v for k, v in decision.items()})
-    log.info("best: %s (%.4f); candidate %s %s; report in %s", best,
+    log.info("best: %s (%.4f); candidate for champion %s; report in %s", best,
              table[table.architecture == best].accuracy.iloc[0], candidate,
-             "promoted" if decision["promoted"] else "not promoted", REPORTS_DIR / "report.html")
+             REPORTS_DIR / "report.html")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 dvc pull (when a remote is set) -> dvc repro -> dvc push -> a markdown summary: the stages that
 ran, `dvc metrics diff` against a base revision, and whether the champion alias moved. The
-champion rule itself lives in the `report` stage (pipeline/reporting/registry.py); this
+champion rule itself lives in the `promote` stage (pipeline/reporting/registry.py); this
 only reports it.
 DVC is called through its command line, its stable interface.
 """
@@ -20,7 +20,7 @@ from pipeline import UserError
 from pipeline.core.io import read_json
 
 PROMOTION_FILE = Path("reports/promotion.json")
-REPORT_STAGE = "report"
+PROMOTE_STAGE = "promote"
 RAN = re.compile(r"^Running stage '(.+)':", re.MULTILINE)
 RESTORED = re.compile(r"^Stage '(.+)' is cached - skipping run", re.MULTILINE)
 
@@ -30,7 +30,7 @@ class Outcome:
     remote: str | None              # the default DVC remote, None when there is none
     stages_run: list[str] = field(default_factory=list)
     stages_restored: list[str] = field(default_factory=list)  # checked out from DVC's run cache
-    decision: dict | None = None    # reports/promotion.json, when the report stage ran
+    decision: dict | None = None    # reports/promotion.json, when the promote stage ran
     base: str = "main"
     metrics_diff: str = ""          # `dvc metrics diff --md` against base
     diff_error: str | None = None   # why there is no diff, when there is none
@@ -86,7 +86,10 @@ def metrics_diff(base: str) -> tuple[str, str | None]:
 
 
 def champion_line(outcome: Outcome) -> str:
-    if REPORT_STAGE not in outcome.stages_run:
+    if outcome.decision is None:
+        if "report" in outcome.stages_run:
+            return ("Champion: **not moved** (the promote stage did not run: the report's "
+                    "candidate is unchanged).")
         return "Champion: **not moved** (the report stage did not run: no new candidate)."
     d = outcome.decision
     candidate = (f"candidate `{d['candidate_architecture']}` (version {d['version']}, "
@@ -132,7 +135,7 @@ def retrain(base: str = "main") -> Outcome:
     ran, restored = stages_in(dvc("repro"))
     if remote is not None:
         dvc("push")
-    decision = read_json(PROMOTION_FILE) if REPORT_STAGE in ran else None
+    decision = read_json(PROMOTION_FILE) if PROMOTE_STAGE in ran else None
     diff, diff_error = metrics_diff(base)
     return Outcome(remote, ran, restored, decision, base, diff, diff_error)
 

@@ -14,7 +14,7 @@ from pipeline import UserError
 from pipeline.core.config import EvaluateParams, read_params
 from pipeline.core.metrics import score
 from pipeline.core.paths import BASELINE_NAME
-from pipeline.report import gate_markdown, load_inputs, write_report
+from pipeline.report import load_inputs, write_report
 from pipeline.reporting.comparison import (
     add_paired_tests,
     best_architecture,
@@ -26,6 +26,7 @@ from pipeline.reporting.comparison import (
     tuning_table,
     verdict,
 )
+from pipeline.reporting.promotion_page import gate_markdown
 from pipeline.reporting.report_page import overfitting_summary, to_html
 
 ALPHA = 0.05

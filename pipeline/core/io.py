@@ -51,3 +51,15 @@ def write_parquet(table: pd.DataFrame, path: Path) -> None:
     with atomic_path(path) as tmp:
         table.to_parquet(tmp, index=False)
 
+
+@contextmanager
+def staged_directory(directory: Path) -> Iterator[Path]:
+    """A temporary folder beside `directory`; when the block succeeds each file in it replaces
+    its namesake in `directory` (one rename each), leaving the other files there alone:
+    reports/ also holds the promote stage's promotion.json and promotion.md."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=directory.parent, prefix=f".{directory.name}.",
+                                     suffix=TMP_SUFFIX) as staging:
+        yield Path(staging)
+        for path in sorted(Path(staging).iterdir()):
+            os.replace(path, directory / path.name)

@@ -24,3 +24,7 @@ BASELINE_METRICS_PATH = Path("metrics/baseline.json")
 BASELINE_TIMINGS_PATH = Path("timings/baseline.json")
 EXPORT_DIR = Path("exported")
 LESSONS_DIR = Path("lessons")
+REPORTS_DIR = Path("reports")
+CANDIDATE_PATH = REPORTS_DIR / "candidate.json"  # report -> promote
+PROMOTION_PATH = REPORTS_DIR / "promotion.json"  # promote's decision
+PROMOTION_PAGE_PATH = REPORTS_DIR / "promotion.md"
