@@ -20,7 +20,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from pipeline import UserError, run_stage
+from pipeline import UserError
 from pipeline.core import tracking
 from pipeline.core.config import BaselineParams, load_params
 from pipeline.core.data import split_reviews
@@ -38,6 +38,7 @@ from pipeline.core.paths import (
     BASELINE_TIMINGS_PATH,
     VALIDATED_PATH,
 )
+from pipeline.core.stage import stage_app
 
 log = logging.getLogger(__name__)
 
@@ -117,4 +118,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    stage_app(__doc__, main)()

@@ -17,6 +17,7 @@ import typer
 
 from pipeline import UserError
 from pipeline import retrain as retraining
+from pipeline.reporting import behavior as behavioral
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Score movie reviews with the trained models, and retrain them.")
@@ -139,6 +140,9 @@ def retrain(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from None
     retraining.publish(retraining.summary_markdown(outcome))
+
+
+app.command("behavior", help=behavioral.HELP)(behavioral.cli)
 
 
 if __name__ == "__main__":

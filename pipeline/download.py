@@ -26,10 +26,11 @@ import pandas as pd
 import requests
 from tqdm import tqdm
 
-from pipeline import UserError, run_stage
+from pipeline import UserError
 from pipeline.core.config import load_params
 from pipeline.core.io import write_parquet
 from pipeline.core.paths import REVIEWS_PATH, UNLABELLED_PATH
+from pipeline.core.stage import stage_app
 
 log = logging.getLogger(__name__)
 
@@ -217,4 +218,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    stage_app(__doc__, main)()

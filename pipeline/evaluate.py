@@ -16,7 +16,7 @@ import time
 import keras
 import mlflow
 
-from pipeline import UserError, run_architecture_stage
+from pipeline import UserError
 from pipeline.core import tracking
 from pipeline.core.batching import predict_proba
 from pipeline.core.config import load_params
@@ -35,6 +35,7 @@ from pipeline.core.paths import (
     MODELS_DIR,
     RUN_FILE,
 )
+from pipeline.core.stage import architecture_stage_app
 from pipeline.core.tracking import resume_training_run
 
 log = logging.getLogger(__name__)
@@ -94,4 +95,4 @@ def main(architecture: str) -> None:
 
 
 if __name__ == "__main__":
-    run_architecture_stage("evaluate", main)
+    architecture_stage_app(__doc__, main)()

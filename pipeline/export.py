@@ -5,6 +5,10 @@ with `pipeline.core.data.standardize`) and the same padding and truncation, so i
 P(positive) for a raw string exactly as evaluation scored the prepared arrays. It is saved as
 exported/<arch>/model.keras and logged to the architecture's MLflow run as a pyfunc model
 that takes a DataFrame with a `review` column.
+
+Reads models/<arch>/model.keras, data/prepared (vocabulary, test split) and
+data/reviews.parquet (to check the raw-text model against the prepared arrays). Writes
+exported/<arch>/model.keras and exported/<arch>/model_uri.txt (the logged pyfunc model).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from pipeline import UserError, run_architecture_stage
+from pipeline import UserError
 from pipeline.core import tracking
 from pipeline.core.config import load_params
 from pipeline.core.data import load_split, load_vocabulary
@@ -28,6 +32,7 @@ from pipeline.core.paths import (
     REVIEWS_PATH,
     RUN_FILE,
 )
+from pipeline.core.stage import architecture_stage_app
 from pipeline.core.tracking import resume_training_run
 from pipeline.serving.text_model import (  # noqa: F401  ReviewSentimentModel: see below
     ClipAndPad,
@@ -79,4 +84,4 @@ def check_against_prepared(model: keras.Model, core: keras.Model, n: int = 64) -
 
 
 if __name__ == "__main__":
-    run_architecture_stage("export", main)
+    architecture_stage_app(__doc__, main)()

@@ -6,6 +6,9 @@ padding, so every step is a real word), at initialization (the weights the train
 from: same builder, same seed) and after training (models/<arch>/model.keras). Plotted on a log
 scale against the distance from the end of the review (1 = last word).
 
+Reads data/prepared, tuned/<arch>.json and models/<arch>/model.keras. Writes
+lessons/gradients/<arch>.{csv,json}; the summary writes lessons/gradients.{csv,md,png}.
+
     python -m pipeline.gradients <arch>   # lessons/gradients/<arch>.{csv,json}
     python -m pipeline.gradients summary  # lessons/gradients.{csv,md,png}, one MLflow run
 """
@@ -22,13 +25,14 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from pipeline import UserError, run_architecture_stage
+from pipeline import UserError
 from pipeline.core import tracking
 from pipeline.core.config import Params, load_params
 from pipeline.core.data import PAD, cut, load_split
 from pipeline.core.io import atomic_path, read_json, write_json
 from pipeline.core.models import build_model
 from pipeline.core.paths import LESSONS_DIR, MODEL_FILE, MODELS_DIR, PREPARED_DIR
+from pipeline.core.stage import architecture_stage_app
 from pipeline.core.training import hyperparameters
 
 matplotlib.use("Agg")
@@ -206,4 +210,4 @@ def main_summary() -> None:
 
 
 if __name__ == "__main__":
-    run_architecture_stage("gradients", main, main_summary)
+    architecture_stage_app(__doc__, main, main_summary)()

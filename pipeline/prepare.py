@@ -4,6 +4,9 @@ The 25k test reviews stay the held-out test set; the validation set is a seeded 
 25k training reviews, stratified by label and grouped by movie (see `split_reviews`). Text
 standardization lives in `standardize`, a TensorFlow function that the raw-text inference
 model reuses, so serving sees exactly what training saw.
+
+Reads data/validated/reviews.parquet. Writes data/prepared/{train,val,test}.npz,
+data/prepared/vocab.txt and metrics/data.json.
 """
 
 from __future__ import annotations
@@ -16,11 +19,11 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from pipeline import run_stage
 from pipeline.core.config import PrepareParams, load_params
 from pipeline.core.data import OOV, PAD, VOCAB_FILE, split_reviews, standardize
 from pipeline.core.io import atomic_path, write_json
 from pipeline.core.paths import PREPARED_DIR, VALIDATED_PATH
+from pipeline.core.stage import stage_app
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +108,5 @@ def main() -> None:
              DATA_REPORT_PATH)
 
 
-
-
-
-
 if __name__ == "__main__":
-    run_stage(main)
+    stage_app(__doc__, main)()

@@ -16,7 +16,7 @@ import logging
 import mlflow
 import pandas as pd
 
-from pipeline import UserError, run_stage
+from pipeline import UserError
 from pipeline.core import tracking
 from pipeline.core.config import load_params
 from pipeline.core.io import atomic_path, read_json, write_json
@@ -28,6 +28,7 @@ from pipeline.core.paths import (
     REPORTS_DIR,
     REVIEWS_PATH,
 )
+from pipeline.core.stage import stage_app
 from pipeline.reporting.promotion_page import gate_markdown, promotion_markdown
 from pipeline.reporting.registry import promote_if_better
 from pipeline.serving import TEXT_COLUMN
@@ -67,4 +68,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    stage_app(__doc__, main)()

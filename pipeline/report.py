@@ -22,7 +22,7 @@ import keras
 import mlflow
 import pandas as pd
 
-from pipeline import UserError, run_stage
+from pipeline import UserError
 from pipeline.core import tracking
 from pipeline.core.config import load_params
 from pipeline.core.io import read_json, staged_directory
@@ -44,6 +44,7 @@ from pipeline.core.paths import (
     TRAIN_TIMINGS_DIR,
     TUNED_DIR,
 )
+from pipeline.core.stage import stage_app
 from pipeline.reporting import behavior
 from pipeline.reporting.charts import (
     accuracy_chart,
@@ -228,4 +229,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    stage_app(__doc__, main)()

@@ -8,6 +8,10 @@ lesson reuses what the train and evaluate stages measured; at every other length
 architecture afresh with the train stage's hyperparameters and settings, over lessons.max_epochs
 epochs instead of train.max_epochs.
 
+Reads data/prepared, tuned/<arch>.json, metrics/train/<arch>.json and metrics/eval/<arch>.json.
+Writes lessons/sequence_length/<arch>.json and timings/sequence_length/<arch>.json; the
+summary writes lessons/sequence_length.{csv,md,png}.
+
     python -m pipeline.sequence_length <arch>   # lessons/sequence_length/<arch>.json and
                                                 # timings/sequence_length/<arch>.json
     python -m pipeline.sequence_length summary  # lessons/sequence_length.{csv,md,png}, MLflow run
@@ -23,7 +27,7 @@ import keras
 import matplotlib
 import pandas as pd
 
-from pipeline import UserError, run_architecture_stage
+from pipeline import UserError
 from pipeline.core import tracking
 from pipeline.core.batching import predict_proba
 from pipeline.core.config import Params, load_params
@@ -32,6 +36,7 @@ from pipeline.core.io import atomic_path, read_json, write_json
 from pipeline.core.metrics import classification_metrics
 from pipeline.core.models import build_model
 from pipeline.core.paths import EVAL_METRICS_DIR, LESSONS_DIR, PREPARED_DIR, TRAIN_METRICS_DIR
+from pipeline.core.stage import architecture_stage_app
 from pipeline.core.training import (
     compile_model,
     fit,
@@ -190,4 +195,4 @@ def main_summary() -> None:
 
 
 if __name__ == "__main__":
-    run_architecture_stage("sequence_length", main, main_summary)
+    architecture_stage_app(__doc__, main, main_summary)()

@@ -14,7 +14,6 @@ import logging
 import keras
 import mlflow
 
-from pipeline import run_architecture_stage
 from pipeline.core import tracking
 from pipeline.core.config import load_params
 from pipeline.core.data import load_split
@@ -29,6 +28,7 @@ from pipeline.core.paths import (
     TRAIN_METRICS_DIR,
     TRAIN_TIMINGS_DIR,
 )
+from pipeline.core.stage import architecture_stage_app
 from pipeline.core.training import (
     compile_model,
     final_model_params,
@@ -96,4 +96,4 @@ def main(architecture: str) -> None:
 
 
 if __name__ == "__main__":
-    run_architecture_stage("train", main)
+    architecture_stage_app(__doc__, main)()

@@ -20,7 +20,6 @@ metrics/tune/<arch>.json.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -28,6 +27,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import Annotated
 
 import keras
 import mlflow
@@ -35,10 +35,11 @@ import numpy as np
 import optuna
 import sqlalchemy
 import tensorflow as tf
+import typer
 from optuna.trial import TrialState
 from optuna_integration import KerasPruningCallback
 
-from pipeline import UserError, run_stage
+from pipeline import UserError
 from pipeline.core import tracking
 from pipeline.core.batching import predict_proba
 from pipeline.core.config import ModelParams, Params, SearchRange, load_params
@@ -46,6 +47,7 @@ from pipeline.core.data import load_split
 from pipeline.core.io import write_json
 from pipeline.core.models import build_model
 from pipeline.core.paths import PREPARED_DIR, TUNED_DIR
+from pipeline.core.stage import help_text, run_stage
 from pipeline.core.study_tracking import EXPERIMENT, TrialLogger, log_study, parent_run_id
 from pipeline.core.training import best_epoch, compile_model, fit
 
@@ -312,17 +314,22 @@ def main(architecture: str, storage: str | None = None, n_trials: int | None = N
     log.info("%s: %s", architecture, result)
 
 
-def cli() -> None:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.tune", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("architecture", help="a name from params.yaml's architectures")
-    parser.add_argument("--storage", help=f"Optuna storage: a journal file path or an RDB URL "
-                        f"(default: ${STORAGE_ENV}, else optuna/<architecture>.journal)")
-    parser.add_argument("--n-trials", type=int, help="the study's total, instead of "
-                        "tune.n_trials (a worker stops when the study has this many)")
-    args = parser.parse_args()
-    run_stage(lambda: main(args.architecture, args.storage, args.n_trials))
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+@app.command(help=help_text(__doc__))
+def cli(
+    architecture: Annotated[str, typer.Argument(
+        help="A name from params.yaml's architectures.")],
+    storage: Annotated[str | None, typer.Option(
+        help=f"Optuna storage: a journal file path or an RDB URL (default: ${STORAGE_ENV}, "
+             "else optuna/<architecture>.journal).")] = None,
+    n_trials: Annotated[int | None, typer.Option(
+        "--n-trials", help="The study's total, instead of tune.n_trials (a worker stops when "
+                           "the study has this many).")] = None,
+) -> None:
+    run_stage(lambda: main(architecture, storage, n_trials))
 
 
 if __name__ == "__main__":
-    cli()
+    app()

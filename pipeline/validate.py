@@ -22,10 +22,11 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
-from pipeline import UserError, run_stage
+from pipeline import UserError
 from pipeline.core.config import ValidateParams, load_params
 from pipeline.core.io import atomic_path, write_json, write_parquet
 from pipeline.core.paths import REVIEWS_PATH, VALIDATED_PATH
+from pipeline.core.stage import stage_app
 
 log = logging.getLogger(__name__)
 
@@ -265,4 +266,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    stage_app(__doc__, main)()

@@ -264,7 +264,7 @@ def test_tracking_uri_on_a_dead_port_fails_within_seconds_saying_so(tmp_path):
     env["MLFLOW_TRACKING_URI"] = f"http://127.0.0.1:{port}"
     started = time.monotonic()
     stage = subprocess.run(
-        [sys.executable, "-c", "from pipeline import run_stage; "
+        [sys.executable, "-c", "from pipeline.core.stage import run_stage; "
          "from pipeline.core import tracking; run_stage(tracking.setup)"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     elapsed = time.monotonic() - started

@@ -117,8 +117,8 @@ def test_no_stage_module_imports_another_stage_module():
 
 
 def test_the_import_reader_finds_imports_inside_functions_and_from_packages():
-    # pipeline/__init__.py imports config and tracking only inside run_stage
-    assert {"pipeline.core.config", "pipeline.core.tracking"} <= modules_run("pipeline")
+    # pipeline/core/stage.py imports config and tracking only inside run_stage
+    assert {"pipeline.core.config", "pipeline.core.tracking"} <= modules_run("pipeline.core.stage")
     # `from pipeline.core import tracking` names a module, not only the package
     assert "pipeline.core.tracking" in direct_imports("pipeline.core.study_tracking")
 

@@ -10,7 +10,6 @@ compares with `report.behavior_thresholds`.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import logging
 import string
@@ -18,13 +17,16 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
+import typer
 import yaml
 
-from pipeline import UserError, run_stage
+from pipeline import UserError
 from pipeline.core.config import BEHAVIOR_TYPES
+from pipeline.core.stage import run_stage
 
 log = logging.getLogger(__name__)
 
@@ -185,33 +187,27 @@ def summary(results: pd.DataFrame, max_failures: int = 10) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.reporting.behavior",
-                                     description="Run the behavioral tests against a model.")
-    parser.add_argument("--model-uri", default="models:/imdb-sentiment@champion")
-    parser.add_argument("--cases", default=str(CASES_PATH))
-    parser.add_argument("--log", action="store_true",
-                        help="log the pass rates and cases to a new MLflow run")
-    args = parser.parse_args(argv)
-
+def main(model_uri: str = "models:/imdb-sentiment@champion", cases: str = str(CASES_PATH),
+         log_run: bool = False) -> None:
+    """Score the cases with `model_uri`, print the summary; exit 1 below the thresholds."""
     from pipeline.core import tracking
     from pipeline.core.config import load_params
 
     params = load_params()
-    if args.log:
+    if log_run:
         tracking.setup()
     else:  # only read from the store
         import mlflow
 
         mlflow.set_tracking_uri(tracking.tracking_uri())
-    results = run_suite(model_predictor(args.model_uri), load_cases(args.cases),
+    results = run_suite(model_predictor(model_uri), load_cases(cases),
                         params.evaluate.threshold, params.report.behavior_dir_tolerance)
     print(summary(results))
-    if args.log:
+    if log_run:
         import mlflow
 
         with mlflow.start_run(run_name="behavioral-tests",
-                              tags={"stage": "behavior", "model_uri": args.model_uri}):
+                              tags={"stage": "behavior", "model_uri": model_uri}):
             log_to_mlflow(results)
     missing = shortfalls(pass_rates(results), params.report.behavior_thresholds)
     print("below report.behavior_thresholds: " + ", ".join(missing) if missing
@@ -220,5 +216,26 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
 
 
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+HELP = ("Run the behavioral tests (pipeline/behavior_cases.yaml) against a model and print the "
+        "pass rates and failing cases; exit 1 when a pass rate is below "
+        "report.behavior_thresholds (params.yaml). Reads the model from the MLflow store "
+        "(MLFLOW_TRACKING_URI, else ./mlflow.db); writes nothing, unless --log adds an MLflow "
+        "run with the pass rates and cases.")
+
+
+@app.command(help=HELP)
+def cli(
+    model_uri: Annotated[str, typer.Option(
+        help="MLflow model URI to test.")] = "models:/imdb-sentiment@champion",
+    cases: Annotated[Path, typer.Option(help="The cases file.")] = CASES_PATH,
+    log_run: Annotated[bool, typer.Option(
+        "--log", help="Log the pass rates and cases to a new MLflow run.")] = False,
+) -> None:
+    run_stage(lambda: main(model_uri, str(cases), log_run))
+
+
 if __name__ == "__main__":
-    run_stage(main)
+    app()
