@@ -87,9 +87,15 @@ def declared_modules(deps: list[str]) -> set[str]:
     return {d for d in deps if d.startswith(f"{PACKAGE}/") and d.endswith(".py")}
 
 
+# Modules a stage runs without importing them by name: promote scores the candidate and the
+# champion through mlflow.pyfunc.load_model, which unpickles ReviewSentimentModel.
+LOADED_AT_RUNTIME = {"pipeline.promote": ("pipeline.serving.text_model",)}
+
+
 def required_deps(entry: str) -> list[str]:
     """What a stage running `entry` must list: every file of the modules it runs."""
-    return sorted(str(module_file(m)) for m in modules_run(entry))
+    modules = modules_run(entry).union(*(modules_run(m) for m in LOADED_AT_RUNTIME.get(entry, ())))
+    return sorted(str(module_file(m)) for m in modules)
 
 
 STAGES = stages()
