@@ -3,7 +3,7 @@
 The tiers: tests marked `slow` start a server or PostgreSQL, run `dvc repro`, kill a stage, a
 worker or a server, or train for real; `pytest -m "not slow"` is the fast tier. An unmarked
 test that starts a server, PostgreSQL or `dvc repro` fails (the two hooks at the end;
-tests/test_tiers.py checks both)."""
+tests/project/test_tiers.py checks both)."""
 
 from __future__ import annotations
 

@@ -191,7 +191,7 @@ def result_files(root: Path) -> dict[str, bytes]:
             for pattern in RESULT_FILES for path in sorted(root.glob(pattern))}
 
 
-# --- MLflow servers (tests/test_serving.py, test_serving_load.py, test_tracking_server.py) -----
+# --- MLflow servers (tests/serving/test_serving.py, test_serving_load.py, test_tracking_server.py)
 
 MLFLOW = str(Path(sys.executable).parent / "mlflow")
 
@@ -233,7 +233,7 @@ def start(cmd: list[str], env: dict, port: int, log_file: Path,
 # --- The tiers: `pytest -m "not slow"` starts no server, no PostgreSQL, no `dvc repro` --------
 
 # Fixtures that start one of those (or build on one that does): only tests marked slow may use
-# them. tests/test_tiers.py checks the fast tier's collection against this list.
+# them. tests/project/test_tiers.py checks the fast tier's collection against this list.
 SLOW_FIXTURES = frozenset({
     "reproduced_projects", "reproduced_project",  # conftest.py: two full `dvc repro` runs
     "postgres",  # test_tune.py: a PostgreSQL cluster

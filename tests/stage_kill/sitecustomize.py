@@ -1,4 +1,4 @@
-"""Test-only (tests/test_stage_kills.py): SIGKILL one pipeline stage after its N-th output lands.
+"""Test-only (tests/e2e/test_stage_kills.py): SIGKILL a pipeline stage after its N-th output lands.
 
 Python imports this at start-up from PYTHONPATH in every process the test's `dvc repro` starts.
 It acts only in the process whose command line is KILL_STAGE_CMD (a stage's `cmd` from dvc.lock),

@@ -135,7 +135,7 @@ def test_unreachable_url_fails_after_retries(tmp_path, monkeypatch):
 
 
 def test_stage_leaves_no_output_on_checksum_mismatch(tmp_path, small_archive, monkeypatch):
-    write_params(download.Path(__file__).parents[1] / "params.small.yaml",
+    write_params(download.Path(__file__).parents[2] / "params.small.yaml",
                  tmp_path / "params.yaml")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("IMDB_ARCHIVE", str(small_archive))

@@ -59,7 +59,7 @@ def test_a_killed_stages_run_is_marked_killed_by_the_next_setup(monkeypatch, tmp
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.delenv("MLFLOW_RUN_CONTEXT", raising=False)
     stage = subprocess.Popen([sys.executable, "-c", DOOMED_STAGE], stdout=subprocess.PIPE,
-                             text=True, cwd=Path(__file__).parents[1])
+                             text=True, cwd=Path(__file__).parents[2])
     try:
         doomed = stage.stdout.readline().strip()
         assert doomed, "the stage did not start its run"
@@ -155,7 +155,7 @@ def test_a_resumed_run_belongs_to_the_process_that_resumed_it(monkeypatch, tmp_p
     assert client.get_run(created.info.run_id).info.status == "FINISHED"
 
     resumer = subprocess.Popen([sys.executable, "-c", RESUMING_STAGE, created.info.run_id],
-                               stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1])
+                               stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2])
     try:
         assert resumer.stdout.readline().strip() == "resumed"
     finally:

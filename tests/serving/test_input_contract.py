@@ -2,7 +2,7 @@
 (`pipeline.serving.predict.score`), `imdb predict`, and the pyfunc class the served model runs.
 A review that is not a string, or is empty or only whitespace, is refused with an error
 naming its row, and nothing is scored.
-HTTP and the pyfunc loaded through MLflow: tests/test_serving.py."""
+HTTP and the pyfunc loaded through MLflow: tests/serving/test_serving.py."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from pipeline.serving import FIX, InvalidReview, as_bad_request, check_reviews, 
 from pipeline.serving import predict as predicting
 from pipeline.serving.text_model import ReviewSentimentModel
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 BAD = [  # a review, and what the error says about its row
     (None, "is null"),

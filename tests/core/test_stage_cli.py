@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from pipeline.core.stage import architecture_stage_app, help_text, stage_app
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODULES = sorted({re.match(r"python -m ([\w.]+)", stage.get("do", stage)["cmd"]).group(1)
                   for stage in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].values()})
 runner = CliRunner()

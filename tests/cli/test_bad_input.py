@@ -27,7 +27,7 @@ from pipeline.core.config import ParamsError, load_params, parse_params
 from pipeline.download import ArchiveError, read_archive
 from pipeline.serving import predict as predicting
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # --- archives -----------------------------------------------------------------------------

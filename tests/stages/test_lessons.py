@@ -22,7 +22,7 @@ from pipeline.gradients import (
 from pipeline.prepare import pad
 from pipeline.sequence_length import accuracy_chart, summary_table, to_markdown, train_and_score
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def small_raw() -> dict:

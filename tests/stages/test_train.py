@@ -110,7 +110,7 @@ def test_train_uses_the_tuned_values_over_the_defaults(tmp_path):
     from pipeline.core.io import write_json
     from pipeline.core.training import final_model_params
 
-    params = load_params(Path(__file__).resolve().parents[1] / "params.small.yaml")
+    params = load_params(Path(__file__).resolve().parents[2] / "params.small.yaml")
     assert final_model_params(params, "gru", tmp_path) == (params.model("gru"), False)
     write_json(tmp_path / "gru.json", {"tuned": True, "hyperparameters": {
         **params.model("gru").as_dict(), "units": 7, "learning_rate": 0.004}})

@@ -12,7 +12,7 @@ import pytest
 
 pytestmark = pytest.mark.slow  # each test SIGKILLs a writer process
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 WRITER = """
 import sys, time

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow  # one `mlflow models serve` for the module
 
 CLIENTS, REQUESTS_PER_CLIENT = 50, 4
 # Blank reviews are refused with HTTP 400 (the input contract in
-# pipeline/serving/__init__.py; before it they got a made-up score): tests/test_serving.py
+# pipeline/serving/__init__.py; before it they got a made-up score): tests/serving/test_serving.py
 # covers them.
 ODD_REVIEWS = ["Great 👍🏽🎬 film, très bien!", "<p>Awful<br/>boring</p><script>x</script>",
                "wonderful " * 2000]

@@ -13,7 +13,7 @@ from pipeline.core.config import (
     write_params,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def raw_params(name: str = "params.yaml") -> dict:
