@@ -8,9 +8,8 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow C++ start-up chatter
 
 # XLA on CPU hands each matrix product to YNNPACK, which splits even a recurrent step's tiny
-# products across threads. On 2 cores a GRU epoch then took 22 s or 38-41 s by chance, and with
-# XLA's own products 22 s every time (docs/design.md#epochs-at-half-speed).
-# A user's own setting wins.
+# products across threads and made epoch times vary by chance; XLA's own products do not
+# (docs/design.md#epochs-at-half-speed). A user's own setting wins.
 YNN_OFF = "--xla_cpu_experimental_ynn_fusion_type="
 if "xla_cpu_experimental_ynn_fusion_type" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {YNN_OFF}".strip()

@@ -83,12 +83,8 @@ def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, bucket_width: in
 
 
 def _prefetched(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    """Two batches prepared ahead, with tf.data's autotuning off.
-
-    Autotuning runs a model thread that destroying an iterator waits on, idle, until the
-    thread's current sleep ends. Measured on 2 CPUs (TF 2.21, conv_rnn, a fresh iterator per
-    epoch): 3 epochs of 5 started ~10 s late with it on, none with it off.
-    """
+    """Two batches prepared ahead, with tf.data's autotuning off: destroying an iterator waits,
+    idle, on the autotuning thread's sleep, which delayed epochs (docs/design.md)."""
     options = tf.data.Options()
     options.autotune.enabled = False
     return dataset.prefetch(2).with_options(options)

@@ -26,14 +26,8 @@ OPTIMIZERS = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
 
 def use_xla(setting: str | bool, model: keras.Model) -> bool:
     """auto: XLA on CPU for models whose recurrent layers are Keras' own cells returning only
-    their last output, with no convolution.
-
-    Measured on 2 CPU cores, ms per training step with XLA against without: simple_rnn 29
-    against 49, gru 67 against 107, lstm 64 against 91, bidirectional_rnn 72 against 116. But
-    XLA slowed the rest: attention_rnn 197 against 107 and stacked_rnn 183 against 91 (their
-    layers return every step's output), jordan_rnn 340 against 64 (a custom cell), conv_rnn 71
-    against 66, and dense and conv1d several times over. On a GPU it would disable cuDNN.
-    """
+    their last output, with no convolution (the others it slowed down), never on a GPU (it
+    would disable cuDNN). The measurements: docs/design.md."""
     if setting != "auto":
         return bool(setting)
     if tf.config.list_physical_devices("GPU"):
