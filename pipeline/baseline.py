@@ -1,10 +1,16 @@
-"""Stage `baseline`: the classic reference, TF-IDF over word uni- and bigrams with logistic
-regression, fit on exactly the training part of prepare's split and scored like the networks.
+"""Stage `baseline@<name>`: a classic bag-of-words reference, fit on exactly the training part
+of prepare's split and scored like the networks. Two are built (params.yaml `baselines`):
 
-Writes metrics/baseline.json (test metrics in evaluate's format, plus validation metrics),
-timings/baseline.json (fit time and inference time per raw review, on this machine),
-predictions/tfidf_logreg.parquet and plots/<curve>/tfidf_logreg.csv; logs them to an MLflow run
-tagged stage=baseline.
+- `tfidf_logreg`: TF-IDF over word uni- and bigrams, then logistic regression;
+- `nbsvm`: NBSVM (Wang & Manning 2012, "Baselines and Bigrams") in its logistic-regression form:
+  binarized word n-grams, each scaled by its naive-Bayes log-count ratio
+  r = log((alpha + positive counts) / |.|_1) - log((alpha + negative counts) / |.|_1), then
+  liblinear logistic regression. Its tokens keep one-letter words and `!` and `?`.
+
+Reads data/validated/reviews.parquet. Writes metrics/baseline/<name>.json (test metrics in
+evaluate's format, plus validation metrics), timings/baseline/<name>.json (fit time and
+inference time per raw review, on this machine), predictions/<name>.parquet and
+plots/<curve>/<name>.csv; logs them to an MLflow run tagged stage=baseline.
 """
 
 from __future__ import annotations
@@ -16,13 +22,15 @@ import time
 import mlflow
 import numpy as np
 import pandas as pd
-from sklearn.feature_extraction.text import TfidfVectorizer
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from pipeline import UserError
 from pipeline.core import tracking
-from pipeline.core.config import BaselineParams, load_params
+from pipeline.core.config import NbsvmParams, TfidfParams, load_params
 from pipeline.core.data import split_reviews
 from pipeline.core.io import write_json
 from pipeline.core.metrics import (
@@ -33,12 +41,12 @@ from pipeline.core.metrics import (
     write_predictions_and_curves,
 )
 from pipeline.core.paths import (
-    BASELINE_METRICS_PATH,
-    BASELINE_NAME,
-    BASELINE_TIMINGS_PATH,
+    BASELINE_METRICS_DIR,
+    BASELINE_NAMES,
+    BASELINE_TIMINGS_DIR,
     VALIDATED_PATH,
 )
-from pipeline.core.stage import stage_app
+from pipeline.core.stage import architecture_stage_app
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +60,56 @@ def clean(text: str) -> str:
     return _TAG.sub(" ", text.lower())
 
 
-def build_baseline(params: BaselineParams, seed: int) -> Pipeline:
+class NaiveBayesScaler(TransformerMixin, BaseEstimator):
+    """Binarized counts -> the same, each column times its naive-Bayes log-count ratio."""
+
+    def __init__(self, alpha: float = 1.0):
+        self.alpha = alpha
+
+    def fit(self, x, y):
+        y = np.asarray(y)
+        positive = self.alpha + np.asarray(x[y == 1].sum(axis=0)).ravel()
+        negative = self.alpha + np.asarray(x[y == 0].sum(axis=0)).ravel()
+        self.ratios_ = (np.log(positive / positive.sum())
+                        - np.log(negative / negative.sum())).astype(np.float32)
+        return self
+
+    def transform(self, x):
+        return x @ sp.diags(self.ratios_)
+
+
+def build_tfidf_logreg(params: TfidfParams, seed: int) -> Pipeline:
     return Pipeline([
         ("tfidf", TfidfVectorizer(preprocessor=clean, ngram_range=(1, 2), sublinear_tf=True,
                                   min_df=params.min_df, max_features=params.max_features,
                                   dtype=np.float32)),
         ("logreg", LogisticRegression(C=params.C, solver="liblinear", random_state=seed)),
     ])
+
+
+def build_nbsvm(params: NbsvmParams, seed: int) -> Pipeline:
+    return Pipeline([
+        ("counts", CountVectorizer(preprocessor=clean, ngram_range=(1, params.max_n),
+                                   token_pattern=r"(?u)\b\w+\b|[!?]", binary=True,
+                                   min_df=params.min_df, dtype=np.float32)),
+        ("nb", NaiveBayesScaler(params.alpha)),
+        ("logreg", LogisticRegression(C=params.C, solver="liblinear", random_state=seed)),
+    ])
+
+
+BUILDERS = {"tfidf_logreg": build_tfidf_logreg, "nbsvm": build_nbsvm}
+assert tuple(BUILDERS) == BASELINE_NAMES
+
+
+def build_baseline(name: str, params, seed: int) -> Pipeline:
+    """The unfitted baseline `name` (a key of params.yaml `baselines`) with its params."""
+    if name not in BUILDERS:
+        raise UserError(f"unknown baseline {name!r}: known are {', '.join(BUILDERS)}")
+    return BUILDERS[name](params, seed)
+
+
+def feature_count(model: Pipeline) -> int:
+    return len(model.steps[0][1].vocabulary_)
 
 
 def fit_and_predict(model: Pipeline, splits: dict[str, pd.DataFrame]) -> dict:
@@ -73,17 +124,20 @@ def fit_and_predict(model: Pipeline, splits: dict[str, pd.DataFrame]) -> dict:
             "test_seconds": time.perf_counter() - predicting}
 
 
-def main() -> None:
+def main(name: str) -> None:
     params = load_params()
     if not INPUT_PATH.exists():
         raise UserError(f"{INPUT_PATH} not found: run `dvc repro validate` first")
+    if name not in BUILDERS:
+        raise UserError(f"unknown baseline {name!r}: known are {', '.join(BUILDERS)}")
+    baseline_params = getattr(params.baselines, name)
+    model = build_baseline(name, baseline_params, params.seed)
     splits = split_reviews(pd.read_parquet(INPUT_PATH), params.prepare.val_fraction,
                            params.seed)
-    model = build_baseline(params.baseline, params.seed)
     result = fit_and_predict(model, splits)
     test = splits["test"]
     scores, curves = score(test.label.to_numpy(), result["test"], params.evaluate, params.seed)
-    features = len(model.named_steps["tfidf"].vocabulary_)
+    features = feature_count(model)
     timings = {
         "train_seconds": round(result["fit_seconds"], 1),
         "train_samples_per_second": round(len(splits["train"]) / result["fit_seconds"], 1),
@@ -98,24 +152,24 @@ def main() -> None:
     }
 
     tracking.setup()
-    with mlflow.start_run(run_name=BASELINE_NAME,
-                          tags={"stage": "baseline", "model": BASELINE_NAME,
-                                "git_commit": tracking.git_commit()}):
-        mlflow.log_params({f"baseline.{k}": v for k, v in vars(params.baseline).items()})
+    with mlflow.start_run(run_name=name, tags={"stage": "baseline", "model": name,
+                                               "git_commit": tracking.git_commit()}):
+        mlflow.log_params({f"baselines.{name}.{k}": v for k, v in vars(baseline_params).items()})
         mlflow.log_metrics({"train_seconds": timings["train_seconds"],
                             "train_samples_per_second": timings["train_samples_per_second"],
                             "test_predict_ms_per_review": timings["predict_ms_per_review"],
                             "features": features,
                             "val_accuracy": summary["validation"]["accuracy"]})
         log_to_mlflow(scores, curves)
-        mlflow.log_dict(summary, "evaluation/baseline.json")
+        mlflow.log_dict(summary, f"evaluation/{name}.json")
     write_predictions_and_curves(
-        BASELINE_NAME, predictions_frame(test.id.to_numpy(), test.label, result["test"]), curves)
-    write_json(BASELINE_METRICS_PATH, summary)
-    write_json(BASELINE_TIMINGS_PATH, timings)
-    log.info("%s: val accuracy %.4f, test accuracy %.4f, fit %.1f s", BASELINE_NAME,
+        name, predictions_frame(test.id.to_numpy(), test.label, result["test"]), curves)
+    write_json(BASELINE_METRICS_DIR / f"{name}.json", summary)
+    write_json(BASELINE_TIMINGS_DIR / f"{name}.json", timings)
+    log.info("%s: val accuracy %.4f, test accuracy %.4f, fit %.1f s", name,
              summary["validation"]["accuracy"], summary["accuracy"], timings["train_seconds"])
 
 
 if __name__ == "__main__":
-    stage_app(__doc__, main)()
+    architecture_stage_app(__doc__, main, target_help="A key of params.yaml's `baselines`: "
+                           f"{', '.join(BASELINE_NAMES)}.")()

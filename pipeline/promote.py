@@ -49,6 +49,7 @@ def main() -> None:
     name = params.report.registered_model
 
     tracking.setup()
+    check_logged(model_uri, architecture)
     tags = {"stage": "promote", "git_commit": tracking.git_commit()}
     with mlflow.start_run(run_name="promotion", tags=tags):
         decision = promote_if_better(name, architecture, model_uri, test,
@@ -65,6 +66,26 @@ def main() -> None:
         mlflow.log_params({f"champion.{k}": v for k, v in decision.items()})
     log.info("candidate %s %s: %s", architecture,
              "promoted" if decision["promoted"] else "not promoted", decision["reason"])
+
+
+def check_logged(model_uri: str, architecture: str) -> None:
+    """The exported model must be in this tracking store, or registering it fails deep inside
+    MLflow: say which store and how to log it there."""
+    from mlflow.exceptions import MlflowException
+
+    model_id = model_uri.removeprefix("models:/")
+    if "/" in model_id or "@" in model_id:  # a registered name, not a logged model's id
+        return
+    try:
+        mlflow.get_logged_model(model_id)
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        raise UserError(
+            f"{EXPORT_DIR / architecture / 'model_uri.txt'} names {model_uri}, which the "
+            f"tracking store {mlflow.get_tracking_uri()} does not hold (exported against "
+            f"another store, or the store was reset): log it here with "
+            f"`dvc repro -f export@{architecture}`, then `dvc repro promote`") from None
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Stage `report`: compare every architecture with each other and with the TF-IDF baseline,
+"""Stage `report`: compare every architecture with each other and with the bag-of-words
+baselines (TF-IDF + logistic regression, NBSVM),
 and name the candidate for champion: the most accurate architecture that passes the
 behavioral tests. Registering it and moving the alias is the `promote` stage's.
 
@@ -27,9 +28,9 @@ from pipeline.core import tracking
 from pipeline.core.config import load_params
 from pipeline.core.io import read_json, staged_directory
 from pipeline.core.paths import (
-    BASELINE_METRICS_PATH,
-    BASELINE_NAME,
-    BASELINE_TIMINGS_PATH,
+    BASELINE_METRICS_DIR,
+    BASELINE_NAMES,
+    BASELINE_TIMINGS_DIR,
     CANDIDATE_PATH,
     CURVES,
     CURVES_DIR,
@@ -56,6 +57,7 @@ from pipeline.reporting.charts import (
 )
 from pipeline.reporting.comparison import (
     add_paired_tests,
+    baseline_names,
     best_architecture,
     comparison_table,
     overfitting_table,
@@ -83,10 +85,11 @@ def write_charts(directory: Path, table: pd.DataFrame, timings: pd.DataFrame,
     for metric in ("loss", "accuracy"):
         learning_curves_chart(histories, kept, directory / f"learning_curves_{metric}.png",
                               metric)
-    roc_chart(curves["roc"], by_name.roc_auc.to_dict(), BASELINE_NAME, directory / "roc.png")
-    precision_recall_chart(curves["precision_recall"], BASELINE_NAME,
+    baselines = baseline_names(table)
+    roc_chart(curves["roc"], by_name.roc_auc.to_dict(), baselines, directory / "roc.png")
+    precision_recall_chart(curves["precision_recall"], baselines,
                            directory / "precision_recall.png")
-    calibration_chart(curves["calibration"], by_name.brier.to_dict(), BASELINE_NAME,
+    calibration_chart(curves["calibration"], by_name.brier.to_dict(), baselines,
                       directory / "calibration.png")
 
 
@@ -95,7 +98,7 @@ def report_metrics(table: pd.DataFrame) -> dict[str, float]:
     for row in table.itertuples():
         for key in ("accuracy", "accuracy_ci_low", "accuracy_ci_high", "f1", "brier"):
             metrics[f"{row.architecture}_test_{key}"] = getattr(row, key)
-        for prefix in ("vs_baseline", "vs_best"):
+        for prefix in (*(f"vs_{name}" for name in baseline_names(table)), "vs_best"):
             p_value = getattr(row, f"{prefix}_p_value")
             if not pd.isna(p_value):
                 metrics[f"{row.architecture}_{prefix}_mcnemar_p"] = p_value
@@ -105,12 +108,14 @@ def report_metrics(table: pd.DataFrame) -> dict[str, float]:
 
 
 def load_inputs(architectures: tuple[str, ...]) -> dict:
-    names = [*architectures, BASELINE_NAME]
+    names = [*architectures, *BASELINE_NAMES]
     expected = [*(TRAIN_METRICS_DIR / f"{a}.json" for a in architectures),
                 *(HISTORY_DIR / f"{a}.csv" for a in architectures),
-                *(EVAL_METRICS_DIR / f"{a}.json" for a in architectures), BASELINE_METRICS_PATH,
+                *(EVAL_METRICS_DIR / f"{a}.json" for a in architectures),
+                *(BASELINE_METRICS_DIR / f"{b}.json" for b in BASELINE_NAMES),
                 *(TRAIN_TIMINGS_DIR / f"{a}.json" for a in architectures),
-                *(EVAL_TIMINGS_DIR / f"{a}.json" for a in architectures), BASELINE_TIMINGS_PATH,
+                *(EVAL_TIMINGS_DIR / f"{a}.json" for a in architectures),
+                *(BASELINE_TIMINGS_DIR / f"{b}.json" for b in BASELINE_NAMES),
                 *(PREDICTIONS_DIR / f"{n}.parquet" for n in names),
                 *(CURVES_DIR / c / f"{n}.csv" for c in CURVES for n in names),
                 *(TUNED_DIR / f"{a}.json" for a in architectures)]
@@ -122,12 +127,13 @@ def load_inputs(architectures: tuple[str, ...]) -> dict:
         "train": {a: read_json(TRAIN_METRICS_DIR / f"{a}.json") for a in architectures},
         "eval": {a: read_json(EVAL_METRICS_DIR / f"{a}.json") for a in architectures},
         "tuned": {a: read_json(TUNED_DIR / f"{a}.json") for a in architectures},
-        "baseline": read_json(BASELINE_METRICS_PATH),
+        "baselines": {b: read_json(BASELINE_METRICS_DIR / f"{b}.json") for b in BASELINE_NAMES},
         "timings": {"train": {a: read_json(TRAIN_TIMINGS_DIR / f"{a}.json")
                               for a in architectures},
                     "evaluate": {a: read_json(EVAL_TIMINGS_DIR / f"{a}.json")
                                  for a in architectures},
-                    "baseline": read_json(BASELINE_TIMINGS_PATH)},
+                    "baselines": {b: read_json(BASELINE_TIMINGS_DIR / f"{b}.json")
+                                  for b in BASELINE_NAMES}},
         "histories": {a: pd.read_csv(HISTORY_DIR / f"{a}.csv") for a in architectures},
         "predictions": {n: pd.read_parquet(PREDICTIONS_DIR / f"{n}.parquet") for n in names},
         "curves": {c: {n: pd.read_csv(CURVES_DIR / c / f"{n}.csv") for n in names}
@@ -144,7 +150,7 @@ def write_report(directory: Path, inputs: dict, table: pd.DataFrame,
     and overfitting.csv hold nothing that differs between two runs of the same params.
     """
     timings = timings_table(inputs["timings"]["train"], inputs["timings"]["evaluate"],
-                            inputs["timings"]["baseline"], table.architecture.tolist())
+                            inputs["timings"]["baselines"], table.architecture.tolist())
     tuning = tuning_table(inputs["tuned"], inputs["train"], inputs["eval"])
     table.to_csv(directory / "comparison.csv", index=False)
     tuning.to_csv(directory / "tuning.csv", index=False)
@@ -196,7 +202,7 @@ def main() -> None:
     params = load_params()
     inputs = load_inputs(params.architectures)
     alpha = round(1 - params.evaluate.confidence, 6)
-    table = comparison_table(inputs["train"], inputs["eval"], inputs["baseline"])
+    table = comparison_table(inputs["train"], inputs["eval"], inputs["baselines"])
     best = best_architecture(table)
     table = add_paired_tests(table, inputs["predictions"], best, params.evaluate.threshold, alpha)
     overfitting = overfitting_table(inputs["histories"], inputs["train"])

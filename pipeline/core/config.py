@@ -171,12 +171,31 @@ class EvaluateParams:
     calibration_bins: Annotated[Int, Field(ge=2)] = 10
 
 
-@_schema("baseline")
-class BaselineParams:
-    min_df: Annotated[Int, Field(ge=1, description=">= 1 (a count of reviews)")] = 2
+MinDf = Annotated[Int, Field(ge=1, description=">= 1 (a count of reviews)")]
+InverseL2 = Annotated[Float, Field(gt=0)]  # scikit-learn's C
+
+
+@_schema("baselines.tfidf_logreg")
+class TfidfParams:
+    min_df: MinDf = 2
     max_features: Annotated[Int | None, Field(
         ge=1, description=">= 1, or null for every n-gram seen in min_df reviews")] = None
-    C: Annotated[Float, Field(gt=0)] = 1.0  # noqa: N815  (scikit-learn's inverse L2 strength)
+    C: InverseL2 = 1.0  # noqa: N815
+
+
+@_schema("baselines.nbsvm")
+class NbsvmParams:
+    max_n: Annotated[Int, Field(ge=1, le=3, description="1, 2 or 3 (longest n-gram)")] = 2
+    min_df: MinDf = 1
+    alpha: Annotated[Float, Field(gt=0, description="> 0 (a smoothing count)")] = 1.0
+    C: InverseL2 = 1.0  # noqa: N815
+
+
+@_schema("baselines")
+class BaselinesParams:
+    """The bag-of-words references; each name is a `baseline@<name>` stage and a report row."""
+    tfidf_logreg: TfidfParams
+    nbsvm: NbsvmParams
 
 
 @_schema("report")
@@ -306,7 +325,7 @@ class Params:
     prepare: PrepareParams
     train: TrainParams
     evaluate: EvaluateParams
-    baseline: BaselineParams
+    baselines: BaselinesParams
     report: ReportParams
     lessons: LessonsParams
     tune: TuneParams

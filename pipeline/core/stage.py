@@ -62,12 +62,12 @@ def stage_app(doc: str | None, main: Callable[[], None]) -> typer.Typer:
 
 
 def architecture_stage_app(doc: str | None, main: Callable[[str], None],
-                           summary: Callable[[], None] | None = None) -> typer.Typer:
+                           summary: Callable[[], None] | None = None,
+                           target_help: str = ARCHITECTURE_HELP) -> typer.Typer:
     """`... <architecture>` runs `main(architecture)`; for a stage with a summary, `... summary`
-    runs `summary()`."""
+    runs `summary()`. `target_help` describes the argument (another stage's foreach names)."""
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    target_help = ARCHITECTURE_HELP + (" Or `summary`: the table and chart over all of them."
-                                       if summary else "")
+    target_help += " Or `summary`: the table and chart over all of them." if summary else ""
 
     @app.command(help=help_text(doc))
     def stage(architecture: str = typer.Argument(..., help=target_help)) -> None:

@@ -8,7 +8,7 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from pipeline import UserError
-from pipeline.core.paths import BASELINE_NAME, PREDICTIONS_DIR
+from pipeline.core.paths import PREDICTIONS_DIR
 
 TABLE_COLUMNS = ["architecture", "is_baseline", "accuracy", "accuracy_ci_low", "accuracy_ci_high",
                  "f1", "f1_ci_low", "f1_ci_high", "roc_auc", "log_loss", "brier", "ece",
@@ -20,12 +20,12 @@ TIMING_COLUMNS = ["architecture", "is_baseline", "train_seconds", "train_samples
 
 
 def comparison_table(train_metrics: dict[str, dict], eval_metrics: dict[str, dict],
-                     baseline: dict) -> pd.DataFrame:
-    """One row per architecture plus one for the baseline, best test accuracy first."""
+                     baselines: dict[str, dict]) -> pd.DataFrame:
+    """One row per architecture plus one per baseline, best test accuracy first."""
     rows = [{"architecture": arch, "is_baseline": False, **train_metrics[arch],
              **eval_metrics[arch]} for arch in train_metrics]
-    rows.append({**baseline, "architecture": BASELINE_NAME, "is_baseline": True,
-                 "epochs": None, "best_epoch": None})
+    rows += [{**metrics, "architecture": name, "is_baseline": True, "epochs": None,
+              "best_epoch": None} for name, metrics in baselines.items()]
     for row in rows:
         row["test_reviews"] = sum(row["confusion_matrix"].values())
     table = pd.DataFrame(rows)[TABLE_COLUMNS]
@@ -33,12 +33,13 @@ def comparison_table(train_metrics: dict[str, dict], eval_metrics: dict[str, dic
 
 
 def timings_table(train_timings: dict[str, dict], eval_timings: dict[str, dict],
-                  baseline: dict, order: list[str] | None = None) -> pd.DataFrame:
-    """One row per architecture plus one for the baseline: training and inference time on
-    this machine. In `order` (e.g. the comparison table's) when given."""
+                  baselines: dict[str, dict], order: list[str] | None = None) -> pd.DataFrame:
+    """One row per architecture plus one per baseline: training and inference time on this
+    machine. In `order` (e.g. the comparison table's) when given."""
     rows = [{"architecture": arch, "is_baseline": False, **train_timings[arch],
              **eval_timings[arch]} for arch in train_timings]
-    rows.append({**baseline, "architecture": BASELINE_NAME, "is_baseline": True})
+    rows += [{**timings, "architecture": name, "is_baseline": True}
+             for name, timings in baselines.items()]
     table = pd.DataFrame(rows).reindex(columns=TIMING_COLUMNS)
     if order is not None:
         table = table.set_index("architecture").loc[list(order)].reset_index()
@@ -46,8 +47,13 @@ def timings_table(train_timings: dict[str, dict], eval_timings: dict[str, dict],
 
 
 def best_architecture(table: pd.DataFrame) -> str:
-    """The most accurate network: the champion candidate (the baseline is not exported)."""
+    """The most accurate network: the champion candidate (the baselines are not exported)."""
     return table[~table.is_baseline].architecture.iloc[0]
+
+
+def baseline_names(table: pd.DataFrame) -> list[str]:
+    """The baselines, most accurate first: the first is the one a network has to beat."""
+    return table[table.is_baseline].architecture.tolist()
 
 
 def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
@@ -98,11 +104,12 @@ def paired_comparison(predictions: dict[str, pd.DataFrame], name: str, reference
 
 def add_paired_tests(table: pd.DataFrame, predictions: dict[str, pd.DataFrame], best: str,
                      threshold: float, alpha: float) -> pd.DataFrame:
-    """Columns vs_baseline_* (each model against the TF-IDF baseline) and vs_best_* (against
-    the best architecture)."""
+    """Columns vs_<baseline>_* (each model against each baseline) and vs_best_* (against the
+    best architecture)."""
     check_paired(predictions)
     table = table.copy()
-    for reference, prefix in ((BASELINE_NAME, "vs_baseline"), (best, "vs_best")):
+    references = [(name, f"vs_{name}") for name in baseline_names(table)] + [(best, "vs_best")]
+    for reference, prefix in references:
         results = [paired_comparison(predictions, name, reference, threshold, alpha)
                    if name != reference else {} for name in table.architecture]
         for key in ("points", "p_value", "only_this", "only_reference", "text"):

@@ -10,7 +10,13 @@ import pandas as pd
 from markdown_it import MarkdownIt
 
 from pipeline import UserError
-from pipeline.reporting.comparison import format_p
+from pipeline.reporting.comparison import baseline_names, format_p
+
+BASELINE_LABELS = {"tfidf_logreg": "TF-IDF + LR", "nbsvm": "NBSVM"}
+BASELINE_DESCRIPTIONS = {
+    "tfidf_logreg": "TF-IDF + logistic regression (word uni- and bigrams)",
+    "nbsvm": "NBSVM (naive-Bayes-weighted binarized word n-grams + logistic regression)",
+}
 
 
 def _pct(value: float) -> str:
@@ -36,37 +42,48 @@ def _markdown_table(headings: list[str], rows: list[list[str]], align: str) -> l
 def to_markdown(table: pd.DataFrame, best: str) -> str:
     """The comparison table, best test accuracy first."""
     level = f"{table.confidence.iloc[0]:.0%} CI"
+    baselines = baseline_names(table)
     headings = ["model", f"test accuracy [{level}]", f"F1 [{level}]", "ROC-AUC", "parameters",
-                "epochs (kept)", "vs TF-IDF baseline", f"vs best ({best})"]
+                "epochs (kept)", *(f"vs {BASELINE_LABELS.get(b, b)}" for b in baselines),
+                f"vs best ({best})"]
     rows = []
     for _, row in table.iterrows():
         name = f"**{row.architecture}** (baseline)" if row.is_baseline else row.architecture
         epochs = "—" if row.is_baseline else f"{int(row.epochs)} ({int(row.best_epoch)})"
         rows.append([name, _ci(row, "accuracy"), _ci(row, "f1"), f"{row.roc_auc:.4f}",
-                     f"{int(row.parameters):,}", epochs, _or_dash(row.vs_baseline_text),
+                     f"{int(row.parameters):,}", epochs,
+                     *(_or_dash(row[f"vs_{b}_text"]) for b in baselines),
                      _or_dash(row.vs_best_text)])
-    return "\n".join(_markdown_table(headings, rows, "lrrrrrll"))
+    return "\n".join(_markdown_table(headings, rows, "lrrrrr" + "l" * (len(baselines) + 1)))
 
 
 def summary_markdown(table: pd.DataFrame, best: str, alpha: float) -> str:
-    """Where the architectures stand against the baseline, in plain words."""
-    base = table[table.is_baseline].iloc[0]
+    """Where the architectures stand against the strongest baseline, in plain words."""
+    strongest, *others = baseline_names(table)
+    base = table[table.architecture == strongest].iloc[0]
     nets = table[~table.is_baseline]
-    significant = nets.vs_baseline_p_value < alpha
-    better = int((significant & (nets.vs_baseline_points > 0)).sum())
-    worse = int((significant & (nets.vs_baseline_points < 0)).sum())
+    significant = nets[f"vs_{strongest}_p_value"] < alpha
+    better = int((significant & (nets[f"vs_{strongest}_points"] > 0)).sum())
+    worse = int((significant & (nets[f"vs_{strongest}_points"] < 0)).sum())
     top = nets[nets.architecture == best].iloc[0]
+    described = BASELINE_DESCRIPTIONS.get(strongest, strongest)
     lines = [
-        f"The TF-IDF + logistic-regression baseline (word uni- and bigrams) reaches "
+        f"The strongest baseline, `{strongest}`, {described}, reaches "
         f"**{_ci(base, 'accuracy')}** test accuracy. Of {len(nets)} architectures, "
-        f"**{better} are significantly better**, **{worse} significantly worse** and "
+        f"**{better} are significantly better** than it, **{worse} significantly worse** and "
         f"{len(nets) - better - worse} not significantly different (McNemar, α={alpha:.2g}). "
         f"The best architecture, `{best}`, reaches {_ci(top, 'accuracy')}: "
-        f"{top.vs_baseline_text} against the baseline."]
+        + "; ".join(f"{top[f'vs_{b}_text']} against `{b}`" for b in (strongest, *others)) + "."]
     if better == 0:
-        lines.append("No architecture is significantly more accurate than the baseline, so on "
-                     "test accuracy alone the baseline is the one to pick.")
+        lines.append(f"No architecture is significantly more accurate than `{strongest}`, so on "
+                     "test accuracy alone that baseline is the one to pick.")
     return "\n\n".join(lines)
+
+
+def paired_test_count(table: pd.DataFrame) -> int:
+    """Distinct McNemar tests in the table: every model against each baseline and the best."""
+    models, baselines = len(table), len(baseline_names(table))
+    return (baselines + 1) * (models - 1) - baselines - baselines * (baselines - 1) // 2
 
 
 METHOD_NOTES = """\
@@ -92,8 +109,8 @@ def timings_markdown(timings: pd.DataFrame) -> str:
         "## Timings (this machine)", "",
         "Seconds measured on the machine that ran the pipeline (in `timings/` and "
         "`timings.csv`); another machine, or another run on this one, gives other numbers. "
-        "The networks score token ids prepared in advance (batched by length); the baseline's "
-        "inference time includes vectorizing the raw text, and its samples/s is one pass over "
+        "The networks score token ids prepared in advance (batched by length); the baselines' "
+        "inference time includes vectorizing the raw text, and their samples/s is one pass over "
         "the training reviews.", "",
         *_markdown_table(["model", "training time (s)", "training samples/s",
                           "inference (ms/review)"], rows, "lrrr")])
@@ -184,7 +201,7 @@ def report_markdown(table: pd.DataFrame, overfitting: pd.DataFrame, best: str, a
                     tuning: pd.DataFrame | None = None) -> str:
     """The report; with `timings` (report.html) their table, else (comparison.md) a pointer."""
     reviews = int(table.test_reviews.max())
-    tests = 2 * len(table) - 3  # each model vs the baseline, and vs the best
+    tests = paired_test_count(table)
     return "\n".join([
         f"# Architecture comparison (IMDB test set, {reviews:,} reviews)", "",
         summary_markdown(table, best, alpha), "",

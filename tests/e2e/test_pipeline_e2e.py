@@ -13,7 +13,7 @@ from helpers import E2E_ARCHITECTURES, run_ok
 from mlflow.tracking import MlflowClient
 
 from pipeline.core.models import ARCHITECTURES as ALL_ARCHITECTURES
-from pipeline.core.paths import BASELINE_NAME
+from pipeline.core.paths import BASELINE_NAMES
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -52,29 +52,32 @@ def test_every_stage_writes_its_declared_outputs(project):
         assert {"epoch", "loss", "val_loss", "accuracy", "val_accuracy"} <= set(history.columns)
         scores = json.loads((root / f"metrics/eval/{arch}.json").read_text())
         assert 0 <= scores["accuracy"] <= 1 and sum(scores["confusion_matrix"].values()) == 120
-    baseline = json.loads((root / "metrics/baseline.json").read_text())
-    assert baseline["accuracy_ci_low"] <= baseline["accuracy"] <= baseline["accuracy_ci_high"]
-    assert 0 <= baseline["validation"]["accuracy"] <= 1
     machine = ("train_seconds", "train_samples_per_second", "predict_ms_per_review")
-    assert not set(machine) & set(baseline)  # timings live in timings/, not in metrics/
-    assert json.loads((root / "timings/baseline.json").read_text())["train_seconds"] >= 0
+    for name in BASELINE_NAMES:
+        baseline = json.loads((root / f"metrics/baseline/{name}.json").read_text())
+        assert baseline["accuracy_ci_low"] <= baseline["accuracy"] <= baseline["accuracy_ci_high"]
+        assert 0 <= baseline["validation"]["accuracy"] <= 1 and baseline["features"] > 0
+        assert not set(machine) & set(baseline)  # timings live in timings/, not in metrics/
+        assert json.loads((root / f"timings/baseline/{name}.json").read_text())[
+            "train_seconds"] >= 0
     for arch in ARCHITECTURES:
         assert not set(machine) & {*json.loads((root / f"metrics/train/{arch}.json").read_text()),
                                    *json.loads((root / f"metrics/eval/{arch}.json").read_text())}
         assert json.loads((root / f"timings/train/{arch}.json").read_text())["train_seconds"] >= 0
         assert json.loads((root / f"timings/evaluate/{arch}.json").read_text())[
             "predict_ms_per_review"] >= 0
-    for name in [*ARCHITECTURES, BASELINE_NAME]:
+    for name in [*ARCHITECTURES, *BASELINE_NAMES]:
         predictions = pd.read_parquet(root / f"predictions/{name}.parquet")
         assert list(predictions.columns) == ["id", "label", "probability"]
         assert len(predictions) == 120
         for curve in ("roc", "precision_recall", "calibration"):
             assert len(pd.read_csv(root / f"plots/{curve}/{name}.csv")) >= 1
     table = pd.read_csv(root / "reports/comparison.csv")
-    assert sorted(table.architecture) == sorted([*ARCHITECTURES, BASELINE_NAME])
+    assert sorted(table.architecture) == sorted([*ARCHITECTURES, *BASELINE_NAMES])
     assert table.accuracy.is_monotonic_decreasing
     assert (table.accuracy_ci_low <= table.accuracy).all()
-    assert table.vs_baseline_p_value.between(0, 1).sum() == len(ARCHITECTURES)
+    for name in BASELINE_NAMES:  # each model against each baseline but itself
+        assert table[f"vs_{name}_p_value"].between(0, 1).sum() == len(table) - 1
     assert (root / "reports/accuracy.png").exists()
     assert "train_seconds" not in table.columns
     timings = pd.read_csv(root / "reports/timings.csv")
@@ -119,7 +122,7 @@ def test_dvc_plots_show_overlays_every_model(project):
     assert missing <= set(ALL_ARCHITECTURES) - set(ARCHITECTURES)
     roc = plots["data"]["roc"][0]["content"]["data"]["values"]
     assert {point["filename"] for point in roc} == {
-        f"{name}.csv" for name in [*ARCHITECTURES, BASELINE_NAME]}
+        f"{name}.csv" for name in [*ARCHITECTURES, *BASELINE_NAMES]}
 
 
 def test_each_architecture_is_one_mlflow_run_with_params_metrics_and_provenance(project):

@@ -2,12 +2,22 @@ import random
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 from helpers import NEGATIVE, POSITIVE, PROJECT_ROOT, synthetic_review
 
-from pipeline.baseline import INPUT_PATH, build_baseline, clean, fit_and_predict
-from pipeline.core.config import BaselineParams
+from pipeline import UserError
+from pipeline.baseline import (
+    INPUT_PATH,
+    NaiveBayesScaler,
+    build_baseline,
+    clean,
+    feature_count,
+    fit_and_predict,
+)
+from pipeline.core.config import NbsvmParams, TfidfParams, load_params
 from pipeline.core.data import split_reviews
+from pipeline.core.paths import BASELINE_NAMES
 
 
 def synthetic_reviews(per_label: int = 60) -> pd.DataFrame:
@@ -24,7 +34,7 @@ def test_clean_lowercases_and_drops_html():
 
 def test_baseline_learns_the_cue_words_of_a_synthetic_set():
     splits = split_reviews(synthetic_reviews(), val_fraction=0.25, seed=0)
-    model = build_baseline(BaselineParams(min_df=2, C=10.0), seed=0)
+    model = build_baseline("tfidf_logreg", TfidfParams(min_df=2, C=10.0), seed=0)
     result = fit_and_predict(model, splits)
     assert set(result) == {"val", "test", "fit_seconds", "test_seconds"}
     assert len(result["test"]) == len(splits["test"]) == 120
@@ -38,8 +48,36 @@ def test_baseline_learns_the_cue_words_of_a_synthetic_set():
     assert len(strongest_negative & set(NEGATIVE)) >= 4
 
 
+def test_nbsvm_scales_each_ngram_by_its_naive_bayes_log_count_ratio():
+    x = np.array([[1, 0, 1], [1, 0, 0], [0, 1, 1], [0, 1, 0]], dtype=np.float32)
+    y = np.array([1, 1, 0, 0])
+    scaler = NaiveBayesScaler(alpha=1.0).fit(x, y)
+    # positive counts + 1: [3, 1, 2] (sum 6); negative: [1, 3, 2] (sum 6)
+    assert scaler.ratios_ == pytest.approx(np.log([3, 1 / 3, 1]), abs=1e-6)
+    assert np.asarray(scaler.transform(x))[0] == pytest.approx([np.log(3), 0, 0], abs=1e-6)
+
+
+def test_nbsvm_learns_the_cue_words_of_a_synthetic_set():
+    splits = split_reviews(synthetic_reviews(), val_fraction=0.25, seed=0)
+    model = build_baseline("nbsvm", NbsvmParams(), seed=0)
+    result = fit_and_predict(model, splits)
+    assert np.mean((result["test"] >= 0.5) == splits["test"].label.to_numpy()) >= 0.95
+    vocabulary = model.named_steps["counts"].get_feature_names_out()
+    ratios = dict(zip(vocabulary, model.named_steps["nb"].ratios_, strict=True))
+    assert all(ratios[word] > 0 for word in POSITIVE if word in ratios)
+    assert all(ratios[word] < 0 for word in NEGATIVE if word in ratios)
+    assert feature_count(model) == len(vocabulary) > len(set(POSITIVE) | set(NEGATIVE))
+    assert {"!", "a"} <= set(vocabulary)  # one-letter words and ! are tokens, unlike TF-IDF's
+
+
+def test_every_baseline_in_params_has_a_builder_and_an_unknown_one_is_named():
+    assert tuple(vars(load_params(PROJECT_ROOT / "params.yaml").baselines)) == BASELINE_NAMES
+    with pytest.raises(UserError, match="unknown baseline 'svm': known are tfidf_logreg, nbsvm"):
+        build_baseline("svm", None, seed=0)
+
+
 def test_baseline_reads_the_same_table_as_prepare():
     stages = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
-    tables = {name: {d for d in stages[name]["deps"] if d.endswith(".parquet")}
-              for name in ("prepare", "baseline")}
+    tables = {name: {d for d in (stage.get("do") or stage)["deps"] if d.endswith(".parquet")}
+              for name, stage in stages.items() if name in ("prepare", "baseline")}
     assert tables["prepare"] == tables["baseline"] == {INPUT_PATH.as_posix()}

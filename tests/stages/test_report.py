@@ -13,7 +13,7 @@ from scipy.stats import binom
 from pipeline import UserError
 from pipeline.core.config import EvaluateParams, read_params
 from pipeline.core.metrics import score
-from pipeline.core.paths import BASELINE_NAME
+from pipeline.core.paths import BASELINE_NAMES
 from pipeline.report import load_inputs, write_report
 from pipeline.reporting.comparison import (
     add_paired_tests,
@@ -27,9 +27,15 @@ from pipeline.reporting.comparison import (
     verdict,
 )
 from pipeline.reporting.promotion_page import gate_markdown
-from pipeline.reporting.report_page import overfitting_summary, to_html
+from pipeline.reporting.report_page import (
+    overfitting_summary,
+    paired_test_count,
+    summary_markdown,
+    to_html,
+)
 
 ALPHA = 0.05
+TFIDF, NBSVM = BASELINE_NAMES
 
 
 def predictions_for(accuracy: float, n: int = 400, seed: int = 0) -> pd.DataFrame:
@@ -52,9 +58,9 @@ def history(epochs: int, kept: int) -> pd.DataFrame:
 
 @pytest.fixture
 def inputs():
-    """What load_inputs reads, for two architectures and the baseline."""
+    """What load_inputs reads, for two architectures and the two baselines."""
     predictions = {"gru": predictions_for(0.85, seed=1), "dense": predictions_for(0.75, seed=2),
-                   BASELINE_NAME: predictions_for(0.9, seed=3)}
+                   TFIDF: predictions_for(0.9, seed=3), NBSVM: predictions_for(0.8, seed=9)}
     scored = {name: score(frame.label.to_numpy(), frame.probability.to_numpy(),
                           EvaluateParams(n_bootstrap=200), seed=0)
               for name, frame in predictions.items()}
@@ -64,15 +70,15 @@ def inputs():
     tuned = {"gru": {"tuned": True, "defaults_value": 0.84, "defaults_test_accuracy": 0.83,
                      "best_value": 0.86, "trials": {"complete": 3, "pruned": 1, "failed": 1}},
              "dense": {"tuned": False, "best_value": None, "trials": {}}}
-    baseline = {**evaluation.pop(BASELINE_NAME), "parameters": 1000,
-                "features": 999, "validation": {"accuracy": 0.9}}
+    baselines = {name: {**evaluation.pop(name), "parameters": 1000, "features": 999,
+                        "validation": {"accuracy": 0.9}} for name in BASELINE_NAMES}
     timings = {"train": {"gru": {"train_seconds": 30.0, "train_samples_per_second": 50.0},
                          "dense": {"train_seconds": 5.0, "train_samples_per_second": 200.0}},
                "evaluate": {"gru": {"predict_ms_per_review": 0.2},
                             "dense": {"predict_ms_per_review": 0.1}},
-               "baseline": {"train_seconds": 2.0, "train_samples_per_second": 150.0,
-                            "predict_ms_per_review": 0.05}}
-    return {"train": train, "eval": evaluation, "baseline": baseline, "timings": timings,
+               "baselines": {name: {"train_seconds": 2.0, "train_samples_per_second": 150.0,
+                                    "predict_ms_per_review": 0.05} for name in BASELINE_NAMES}}
+    return {"train": train, "eval": evaluation, "baselines": baselines, "timings": timings,
             "tuned": tuned,
             "histories": {"gru": history(4, 2), "dense": history(3, 3)},
             "predictions": predictions,
@@ -81,16 +87,16 @@ def inputs():
 
 
 def full_table(inputs) -> pd.DataFrame:
-    table = comparison_table(inputs["train"], inputs["eval"], inputs["baseline"])
+    table = comparison_table(inputs["train"], inputs["eval"], inputs["baselines"])
     return add_paired_tests(table, inputs["predictions"], best_architecture(table),
                             0.5, ALPHA)
 
 
-def test_table_is_sorted_by_test_accuracy_with_the_baseline_as_a_row(inputs):
-    table = comparison_table(inputs["train"], inputs["eval"], inputs["baseline"])
-    assert table.architecture.tolist() == [BASELINE_NAME, "gru", "dense"]
+def test_table_is_sorted_by_test_accuracy_with_each_baseline_as_a_row(inputs):
+    table = comparison_table(inputs["train"], inputs["eval"], inputs["baselines"])
+    assert table.architecture.tolist() == [TFIDF, "gru", NBSVM, "dense"]
     assert table.accuracy.is_monotonic_decreasing
-    assert table.is_baseline.tolist() == [True, False, False]
+    assert table.is_baseline.tolist() == [True, False, True, False]
     assert table.loc[1, "parameters"] == 100 and table.loc[1, "test_reviews"] == 400
     assert not {"train_seconds", "train_samples_per_second",
                 "predict_ms_per_review"} & set(table.columns)  # the machine's: timings.csv
@@ -98,11 +104,11 @@ def test_table_is_sorted_by_test_accuracy_with_the_baseline_as_a_row(inputs):
 
 def test_timings_table_follows_the_given_order(inputs):
     timings = timings_table(inputs["timings"]["train"], inputs["timings"]["evaluate"],
-                            inputs["timings"]["baseline"], ["dense", BASELINE_NAME, "gru"])
-    assert timings.architecture.tolist() == ["dense", BASELINE_NAME, "gru"]
-    assert timings.is_baseline.tolist() == [False, True, False]
+                            inputs["timings"]["baselines"], ["dense", TFIDF, "gru", NBSVM])
+    assert timings.architecture.tolist() == ["dense", TFIDF, "gru", NBSVM]
+    assert timings.is_baseline.tolist() == [False, True, False, True]
     assert timings.set_index("architecture").loc["gru", "train_seconds"] == 30.0
-    assert timings.set_index("architecture").loc[BASELINE_NAME, "predict_ms_per_review"] == 0.05
+    assert timings.set_index("architecture").loc[NBSVM, "predict_ms_per_review"] == 0.05
 
 
 def test_tuning_table_sets_the_defaults_against_the_tuned_values(inputs):
@@ -118,7 +124,7 @@ def test_tuning_table_sets_the_defaults_against_the_tuned_values(inputs):
 
 
 def test_the_best_architecture_is_never_the_baseline(inputs):
-    table = comparison_table(inputs["train"], inputs["eval"], inputs["baseline"])
+    table = comparison_table(inputs["train"], inputs["eval"], inputs["baselines"])
     assert best_architecture(table) == "gru"
 
 
@@ -145,15 +151,41 @@ def test_verdict_says_the_direction_only_when_significant():
     assert verdict(-0.4, 0.3, ALPHA).startswith("-0.4 pts, no significant difference")
 
 
-def test_paired_tests_compare_with_the_baseline_and_the_best(inputs):
+def test_paired_tests_compare_with_each_baseline_and_the_best(inputs):
     table = full_table(inputs).set_index("architecture")
     assert pd.isna(table.loc["gru", "vs_best_text"])
-    assert pd.isna(table.loc[BASELINE_NAME, "vs_baseline_text"])
-    gru_vs_base = table.loc["gru", "vs_baseline_points"]
-    assert gru_vs_base == pytest.approx(100 * (table.loc["gru", "accuracy"]
-                                               - table.loc[BASELINE_NAME, "accuracy"]), abs=0.01)
+    for baseline in BASELINE_NAMES:
+        assert pd.isna(table.loc[baseline, f"vs_{baseline}_text"])
+        gru_vs_base = table.loc["gru", f"vs_{baseline}_points"]
+        assert gru_vs_base == pytest.approx(100 * (table.loc["gru", "accuracy"]
+                                                   - table.loc[baseline, "accuracy"]), abs=0.01)
+    assert table.loc[TFIDF, f"vs_{NBSVM}_p_value"] == table.loc[NBSVM, f"vs_{TFIDF}_p_value"]
     assert "significantly worse" in table.loc["dense", "vs_best_text"]
     assert table.loc["dense", "vs_best_p_value"] < ALPHA
+
+
+def test_the_summary_measures_the_networks_against_the_strongest_baseline(inputs):
+    stronger_nbsvm = {**inputs["predictions"], NBSVM: predictions_for(0.95, seed=4)}
+    scored = {**inputs["baselines"], NBSVM: {
+        **inputs["baselines"][NBSVM],
+        **score(stronger_nbsvm[NBSVM].label.to_numpy(), stronger_nbsvm[NBSVM].probability
+                .to_numpy(), EvaluateParams(n_bootstrap=200), seed=0)[0]}}
+    table = comparison_table(inputs["train"], inputs["eval"], scored)
+    table = add_paired_tests(table, stronger_nbsvm, "gru", 0.5, ALPHA)
+    text = summary_markdown(table, "gru", ALPHA)
+    assert text.startswith(f"The strongest baseline, `{NBSVM}`, NBSVM")
+    assert "**0 are significantly better** than it, **2 significantly worse**" in text
+    assert f"against `{NBSVM}`; " in text and f"against `{TFIDF}`." in text
+    assert f"No architecture is significantly more accurate than `{NBSVM}`" in text
+
+
+def test_the_method_notes_count_each_distinct_paired_test_once(inputs):
+    table = full_table(inputs)
+    pairs = {frozenset((row.architecture, reference))
+             for row in table.itertuples()
+             for reference in [*BASELINE_NAMES, "gru"]
+             if not pd.isna(getattr(row, f"vs_{'best' if reference == 'gru' else reference}_text"))}
+    assert paired_test_count(table) == len(pairs) == 6
 
 
 def test_predictions_of_other_reviews_are_refused(inputs):
@@ -192,10 +224,11 @@ def test_report_is_one_self_contained_html_page(inputs, tmp_path):
     assert page.count('src="data:image/png;base64,') == len(images)
     assert not re.search(r"""(src|href)=["']?(https?:|//)""", page)
     assert "<table>" in page and "Lesson 3: overfitting" in page and "Champion" in page
-    assert "significantly worse" in markdown and BASELINE_NAME in markdown
-    assert pd.read_csv(tmp_path / "comparison.csv").architecture.tolist()[0] == BASELINE_NAME
+    assert "significantly worse" in markdown and "vs TF-IDF + LR" in markdown
+    assert "vs NBSVM" in markdown
+    assert pd.read_csv(tmp_path / "comparison.csv").architecture.tolist()[0] == TFIDF
     timings = pd.read_csv(tmp_path / "timings.csv")
-    assert timings.architecture.tolist() == [BASELINE_NAME, "gru", "dense"]  # as comparison.csv
+    assert timings.architecture.tolist() == [TFIDF, "gru", NBSVM, "dense"]  # as comparison.csv
     assert "Timings (this machine)" in page and "Timings (this machine)" not in markdown
     assert "timings.csv" in markdown
     assert "defaults against the tuned values" in markdown
@@ -210,9 +243,8 @@ def test_the_report_tables_hold_no_machine_timings(inputs, tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     for directory, factor in ((first, 1.0), (second, 3.0)):
         directory.mkdir()
-        slower = {kind: ({arch: {k: factor * v for k, v in values.items()}
-                          for arch, values in by_arch.items()} if kind != "baseline"
-                         else {k: factor * v for k, v in by_arch.items()})
+        slower = {kind: {arch: {k: factor * v for k, v in values.items()}
+                         for arch, values in by_arch.items()}
                   for kind, by_arch in inputs["timings"].items()}
         write_report(directory, {**inputs, "timings": slower}, table, overfitting, "gru", ALPHA,
                      200)
@@ -233,7 +265,7 @@ def test_dvc_plots_overlay_every_model(params_file):
              ["plots"] for name, spec in entry.items()}
     for curve in ("roc", "precision_recall", "calibration"):
         assert set(plots[curve]["y"]) == {f"plots/{curve}/{name}.csv"
-                                          for name in [*architectures, BASELINE_NAME]}
+                                          for name in [*architectures, *BASELINE_NAMES]}
     assert set(plots["learning_curves"]["y"]) == {f"plots/history/{a}.csv"
                                                   for a in architectures}
 
@@ -242,7 +274,7 @@ def test_missing_inputs_are_named(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UserError, match=r"missing metrics/train/gru.json.*run `dvc repro`"):
         load_inputs(("gru",))
-    with pytest.raises(UserError, match=r"timings/train/gru.json"):
+    with pytest.raises(UserError, match=r"metrics/baseline/nbsvm.json"):
         load_inputs(("gru",))
 
 
