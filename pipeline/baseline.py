@@ -2,37 +2,38 @@
 of prepare's split and scored like the networks. Two are built (params.yaml `baselines`):
 
 - `tfidf_logreg`: TF-IDF over word uni- and bigrams, then logistic regression;
-- `nbsvm`: NBSVM (Wang & Manning 2012, "Baselines and Bigrams") in its logistic-regression form:
-  binarized word n-grams, each scaled by its naive-Bayes log-count ratio
-  r = log((alpha + positive counts) / |.|_1) - log((alpha + negative counts) / |.|_1), then
-  liblinear logistic regression. Its tokens keep one-letter words and `!` and `?`.
+- `nbsvm`: NBSVM (Wang & Manning 2012, "Baselines and Bigrams") in its logistic-regression form
+  (pipeline/core/nbsvm.py): binarized word n-grams, each scaled by its naive-Bayes log-count
+  ratio, then liblinear logistic regression, folded into a Keras model that reads raw text.
+  Its tokens are the networks' (pipeline.core.data.standardize) plus `!` and `?`.
 
 Reads data/validated/reviews.parquet. Writes metrics/baseline/<name>.json (test metrics in
 evaluate's format, plus validation metrics), timings/baseline/<name>.json (fit time and
 inference time per raw review, on this machine), predictions/<name>.parquet and
-plots/<curve>/<name>.csv; logs them to an MLflow run tagged stage=baseline.
+plots/<curve>/<name>.csv, and the fitted model, which reads raw text, to exported/<name>/
+(NBSVM as model.keras, which the hybrid stage builds on; TF-IDF as a scikit-learn
+model.joblib); logs them to an MLflow run tagged stage=baseline.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import time
 
+import joblib
 import mlflow
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from pipeline import UserError
 from pipeline.core import tracking
+from pipeline.core.bag_of_words import Nbsvm, clean
 from pipeline.core.config import NbsvmParams, TfidfParams, load_params
 from pipeline.core.data import split_reviews
-from pipeline.core.io import write_json
+from pipeline.core.io import atomic_path, write_json
 from pipeline.core.metrics import (
     classification_metrics,
     log_to_mlflow,
@@ -44,6 +45,9 @@ from pipeline.core.paths import (
     BASELINE_METRICS_DIR,
     BASELINE_NAMES,
     BASELINE_TIMINGS_DIR,
+    EXPORT_DIR,
+    MODEL_FILE,
+    SKLEARN_MODEL_FILE,
     VALIDATED_PATH,
 )
 from pipeline.core.stage import architecture_stage_app
@@ -51,32 +55,6 @@ from pipeline.core.stage import architecture_stage_app
 log = logging.getLogger(__name__)
 
 INPUT_PATH = VALIDATED_PATH  # the same input as prepare
-
-_TAG = re.compile(r"<[^>]*>")
-
-
-def clean(text: str) -> str:
-    """Lowercase and drop HTML tags such as IMDB's `<br />`."""
-    return _TAG.sub(" ", text.lower())
-
-
-class NaiveBayesScaler(TransformerMixin, BaseEstimator):
-    """Binarized counts -> the same, each column times its naive-Bayes log-count ratio."""
-
-    def __init__(self, alpha: float = 1.0):
-        self.alpha = alpha
-
-    def fit(self, x, y):
-        y = np.asarray(y)
-        positive = self.alpha + np.asarray(x[y == 1].sum(axis=0)).ravel()
-        negative = self.alpha + np.asarray(x[y == 0].sum(axis=0)).ravel()
-        self.ratios_ = (np.log(positive / positive.sum())
-                        - np.log(negative / negative.sum())).astype(np.float32)
-        return self
-
-    def transform(self, x):
-        return x @ sp.diags(self.ratios_)
-
 
 def build_tfidf_logreg(params: TfidfParams, seed: int) -> Pipeline:
     return Pipeline([
@@ -87,32 +65,26 @@ def build_tfidf_logreg(params: TfidfParams, seed: int) -> Pipeline:
     ])
 
 
-def build_nbsvm(params: NbsvmParams, seed: int) -> Pipeline:
-    return Pipeline([
-        ("counts", CountVectorizer(preprocessor=clean, ngram_range=(1, params.max_n),
-                                   token_pattern=r"(?u)\b\w+\b|[!?]", binary=True,
-                                   min_df=params.min_df, dtype=np.float32)),
-        ("nb", NaiveBayesScaler(params.alpha)),
-        ("logreg", LogisticRegression(C=params.C, solver="liblinear", random_state=seed)),
-    ])
+def build_nbsvm(params: NbsvmParams, seed: int) -> Nbsvm:
+    return Nbsvm(params, seed)
 
 
 BUILDERS = {"tfidf_logreg": build_tfidf_logreg, "nbsvm": build_nbsvm}
 assert tuple(BUILDERS) == BASELINE_NAMES
 
 
-def build_baseline(name: str, params, seed: int) -> Pipeline:
+def build_baseline(name: str, params, seed: int) -> Pipeline | Nbsvm:
     """The unfitted baseline `name` (a key of params.yaml `baselines`) with its params."""
     if name not in BUILDERS:
         raise UserError(f"unknown baseline {name!r}: known are {', '.join(BUILDERS)}")
     return BUILDERS[name](params, seed)
 
 
-def feature_count(model: Pipeline) -> int:
-    return len(model.steps[0][1].vocabulary_)
+def feature_count(model: Pipeline | Nbsvm) -> int:
+    return model.features if isinstance(model, Nbsvm) else len(model.steps[0][1].vocabulary_)
 
 
-def fit_and_predict(model: Pipeline, splits: dict[str, pd.DataFrame]) -> dict:
+def fit_and_predict(model: Pipeline | Nbsvm, splits: dict[str, pd.DataFrame]) -> dict:
     """Fit on splits['train']; P(positive) for val and test, with the seconds each step took."""
     started = time.perf_counter()
     model.fit(splits["train"].text.tolist(), splits["train"].label.to_numpy())
@@ -164,6 +136,12 @@ def main(name: str) -> None:
         mlflow.log_dict(summary, f"evaluation/{name}.json")
     write_predictions_and_curves(
         name, predictions_frame(test.id.to_numpy(), test.label, result["test"]), curves)
+    with atomic_path(EXPORT_DIR / name) as tmp:
+        tmp.mkdir()
+        if isinstance(model, Nbsvm):
+            model.model.save(tmp / MODEL_FILE)
+        else:
+            joblib.dump(model, tmp / SKLEARN_MODEL_FILE)
     write_json(BASELINE_METRICS_DIR / f"{name}.json", summary)
     write_json(BASELINE_TIMINGS_DIR / f"{name}.json", timings)
     log.info("%s: val accuracy %.4f, test accuracy %.4f, fit %.1f s", name,

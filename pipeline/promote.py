@@ -1,5 +1,6 @@
 """Stage `promote`: register the report's candidate and move the `champion` alias to it only
-if it passes both gates (pipeline/reporting/registry.py).
+if it passes every gate (pipeline/reporting/registry.py): it beats the champion by the margin,
+passes the behavioral thresholds, and is not significantly worse than the strongest baseline.
 
 Reads reports/candidate.json and reports/behavior_pass_rates.csv (from `report`), the
 candidate's exported/<arch>/model_uri.txt (from `export`) and the test reviews
@@ -56,7 +57,8 @@ def main() -> None:
                                      params.evaluate.threshold, params.report.promotion_margin,
                                      candidate["behavior_pass_rates"],
                                      params.report.behavior_thresholds,
-                                     candidate["passed_over"]).as_dict()
+                                     candidate["passed_over"],
+                                     candidate.get("vs_strongest_baseline")).as_dict()
         with atomic_path(PROMOTION_PAGE_PATH) as tmp:
             tmp.write_text(promotion_markdown(decision, name)
                            + gate_markdown(decision, per_architecture), encoding="utf-8")

@@ -38,6 +38,9 @@ from pipeline.core.paths import (
     EVAL_TIMINGS_DIR,
     EXPORT_DIR,  # registers its layers
     HISTORY_DIR,
+    HYBRID_METRICS_PATH,
+    HYBRID_NAME,
+    HYBRID_TIMINGS_PATH,
     MODEL_FILE,
     PREDICTIONS_DIR,
     REPORTS_DIR,
@@ -57,6 +60,7 @@ from pipeline.reporting.charts import (
 )
 from pipeline.reporting.comparison import (
     add_paired_tests,
+    against_strongest_baseline,
     baseline_names,
     best_architecture,
     comparison_table,
@@ -108,11 +112,12 @@ def report_metrics(table: pd.DataFrame) -> dict[str, float]:
 
 
 def load_inputs(architectures: tuple[str, ...]) -> dict:
-    names = [*architectures, *BASELINE_NAMES]
+    names = [*architectures, HYBRID_NAME, *BASELINE_NAMES]
     expected = [*(TRAIN_METRICS_DIR / f"{a}.json" for a in architectures),
                 *(HISTORY_DIR / f"{a}.csv" for a in architectures),
                 *(EVAL_METRICS_DIR / f"{a}.json" for a in architectures),
                 *(BASELINE_METRICS_DIR / f"{b}.json" for b in BASELINE_NAMES),
+                HYBRID_METRICS_PATH, HYBRID_TIMINGS_PATH,
                 *(TRAIN_TIMINGS_DIR / f"{a}.json" for a in architectures),
                 *(EVAL_TIMINGS_DIR / f"{a}.json" for a in architectures),
                 *(BASELINE_TIMINGS_DIR / f"{b}.json" for b in BASELINE_NAMES),
@@ -128,12 +133,14 @@ def load_inputs(architectures: tuple[str, ...]) -> dict:
         "eval": {a: read_json(EVAL_METRICS_DIR / f"{a}.json") for a in architectures},
         "tuned": {a: read_json(TUNED_DIR / f"{a}.json") for a in architectures},
         "baselines": {b: read_json(BASELINE_METRICS_DIR / f"{b}.json") for b in BASELINE_NAMES},
+        "stacked": {HYBRID_NAME: read_json(HYBRID_METRICS_PATH)},
         "timings": {"train": {a: read_json(TRAIN_TIMINGS_DIR / f"{a}.json")
                               for a in architectures},
                     "evaluate": {a: read_json(EVAL_TIMINGS_DIR / f"{a}.json")
                                  for a in architectures},
                     "baselines": {b: read_json(BASELINE_TIMINGS_DIR / f"{b}.json")
-                                  for b in BASELINE_NAMES}},
+                                  for b in BASELINE_NAMES},
+                    "stacked": {HYBRID_NAME: read_json(HYBRID_TIMINGS_PATH)}},
         "histories": {a: pd.read_csv(HISTORY_DIR / f"{a}.csv") for a in architectures},
         "predictions": {n: pd.read_parquet(PREDICTIONS_DIR / f"{n}.parquet") for n in names},
         "curves": {c: {n: pd.read_csv(CURVES_DIR / c / f"{n}.csv") for n in names}
@@ -150,7 +157,8 @@ def write_report(directory: Path, inputs: dict, table: pd.DataFrame,
     and overfitting.csv hold nothing that differs between two runs of the same params.
     """
     timings = timings_table(inputs["timings"]["train"], inputs["timings"]["evaluate"],
-                            inputs["timings"]["baselines"], table.architecture.tolist())
+                            inputs["timings"]["baselines"], table.architecture.tolist(),
+                            inputs["timings"].get("stacked"))
     tuning = tuning_table(inputs["tuned"], inputs["train"], inputs["eval"])
     table.to_csv(directory / "comparison.csv", index=False)
     tuning.to_csv(directory / "tuning.csv", index=False)
@@ -202,7 +210,8 @@ def main() -> None:
     params = load_params()
     inputs = load_inputs(params.architectures)
     alpha = round(1 - params.evaluate.confidence, 6)
-    table = comparison_table(inputs["train"], inputs["eval"], inputs["baselines"])
+    table = comparison_table(inputs["train"], inputs["eval"], inputs["baselines"],
+                             inputs["stacked"])
     best = best_architecture(table)
     table = add_paired_tests(table, inputs["predictions"], best, params.evaluate.threshold, alpha)
     overfitting = overfitting_table(inputs["histories"], inputs["train"])
@@ -226,7 +235,9 @@ def main() -> None:
                          candidate_markdown(candidate, passed_over, per_architecture))
             (tmp / CANDIDATE_PATH.name).write_text(json.dumps({  # in rank order, unsorted
                 "candidate_architecture": candidate, "behavior_pass_rates": rates[candidate],
-                "passed_over": passed_over}, indent=2) + "\n", encoding="utf-8")
+                "passed_over": passed_over,
+                "vs_strongest_baseline": against_strongest_baseline(table, candidate, alpha),
+            }, indent=2) + "\n", encoding="utf-8")
             mlflow.log_artifacts(str(tmp), artifact_path="report")
             mlflow.log_metrics(report_metrics(table))
     log.info("best: %s (%.4f); candidate for champion %s; report in %s", best,

@@ -137,6 +137,7 @@ def keyword_data(n: int, seed: int):
 E2E_ARCHITECTURES = ["dense", "gru"]
 E2E_UNTUNED = ["dense"]
 E2E_LESSON_ARCHITECTURES = ["gru"]
+E2E_HYBRID = "gru"
 
 
 def run_ok(cmd: list[str], cwd: Path, env: dict, timeout: int = 1200) -> str:
@@ -166,6 +167,7 @@ def small_project(root: Path) -> tuple[Path, dict]:
     params["architectures"] = E2E_ARCHITECTURES
     params["lessons"]["sequence_architectures"] = E2E_LESSON_ARCHITECTURES
     params["lessons"]["gradient_architectures"] = E2E_LESSON_ARCHITECTURES
+    params["hybrid"]["recurrent"] = E2E_HYBRID
     for architecture in E2E_UNTUNED:
         params["search_spaces"][architecture] = {}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

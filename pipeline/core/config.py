@@ -198,6 +198,13 @@ class BaselinesParams:
     nbsvm: NbsvmParams
 
 
+@_schema("hybrid")
+class HybridParams:
+    recurrent: Annotated[Str, Field(min_length=1, description="an architecture's name")] = (
+        "attention_rnn")
+    C: InverseL2 = 1.0  # noqa: N815
+
+
 @_schema("report")
 class ReportParams:
     registered_model: Annotated[Str, Field(min_length=1, description="a non-empty name")] = (
@@ -326,6 +333,7 @@ class Params:
     train: TrainParams
     evaluate: EvaluateParams
     baselines: BaselinesParams
+    hybrid: HybridParams
     report: ReportParams
     lessons: LessonsParams
     tune: TuneParams
@@ -338,6 +346,7 @@ class Params:
         for section in ("models", "search_spaces"):
             _check_covers(getattr(self, section), section, self.architectures)
         _check_lessons(self.lessons, self.prepare, self.architectures)
+        _check_hybrid(self.hybrid, self.architectures)
         for architecture, space in self.search_spaces.items():
             _check_search_space(architecture, space)
         return self
@@ -373,6 +382,18 @@ def _check_lessons(lessons: LessonsParams, prepare: PrepareParams,
         for name in getattr(lessons, key):
             _check(name in architectures, f"lessons.{key}",
                    f"lists {name!r}, which is not in architectures")
+
+
+# Architectures whose only path from the tokens to the prediction runs through no recurrent layer.
+NOT_RECURRENT = ("dense", "conv1d")
+
+
+def _check_hybrid(hybrid: HybridParams, architectures: tuple[str, ...]) -> None:
+    _check(hybrid.recurrent in architectures, "hybrid.recurrent",
+           f"is {hybrid.recurrent!r}, which is not in architectures: name one of them")
+    _check(hybrid.recurrent not in NOT_RECURRENT, "hybrid.recurrent",
+           f"is {hybrid.recurrent!r}, which reads no words in order: name a recurrent "
+           f"architecture (not {' or '.join(NOT_RECURRENT)})")
 
 
 def _check_search_space(architecture: str, space: dict[str, SearchRange]) -> None:

@@ -20,10 +20,14 @@ TIMING_COLUMNS = ["architecture", "is_baseline", "train_seconds", "train_samples
 
 
 def comparison_table(train_metrics: dict[str, dict], eval_metrics: dict[str, dict],
-                     baselines: dict[str, dict]) -> pd.DataFrame:
-    """One row per architecture plus one per baseline, best test accuracy first."""
+                     baselines: dict[str, dict],
+                     stacked: dict[str, dict] | None = None) -> pd.DataFrame:
+    """One row per architecture, per stacked model (the hybrid, not trained by epochs) and per
+    baseline, best test accuracy first."""
     rows = [{"architecture": arch, "is_baseline": False, **train_metrics[arch],
              **eval_metrics[arch]} for arch in train_metrics]
+    rows += [{**metrics, "architecture": name, "is_baseline": False, "epochs": None,
+              "best_epoch": None} for name, metrics in (stacked or {}).items()]
     rows += [{**metrics, "architecture": name, "is_baseline": True, "epochs": None,
               "best_epoch": None} for name, metrics in baselines.items()]
     for row in rows:
@@ -33,11 +37,14 @@ def comparison_table(train_metrics: dict[str, dict], eval_metrics: dict[str, dic
 
 
 def timings_table(train_timings: dict[str, dict], eval_timings: dict[str, dict],
-                  baselines: dict[str, dict], order: list[str] | None = None) -> pd.DataFrame:
-    """One row per architecture plus one per baseline: training and inference time on this
-    machine. In `order` (e.g. the comparison table's) when given."""
+                  baselines: dict[str, dict], order: list[str] | None = None,
+                  stacked: dict[str, dict] | None = None) -> pd.DataFrame:
+    """One row per architecture, stacked model and baseline: training and inference time on
+    this machine. In `order` (e.g. the comparison table's) when given."""
     rows = [{"architecture": arch, "is_baseline": False, **train_timings[arch],
              **eval_timings[arch]} for arch in train_timings]
+    rows += [{**timings, "architecture": name, "is_baseline": False}
+             for name, timings in (stacked or {}).items()]
     rows += [{**timings, "architecture": name, "is_baseline": True}
              for name, timings in baselines.items()]
     table = pd.DataFrame(rows).reindex(columns=TIMING_COLUMNS)
@@ -47,8 +54,18 @@ def timings_table(train_timings: dict[str, dict], eval_timings: dict[str, dict],
 
 
 def best_architecture(table: pd.DataFrame) -> str:
-    """The most accurate network: the champion candidate (the baselines are not exported)."""
+    """The most accurate model that is not a baseline (an architecture or the hybrid)."""
     return table[~table.is_baseline].architecture.iloc[0]
+
+
+def against_strongest_baseline(table: pd.DataFrame, name: str, alpha: float) -> dict:
+    """`name`'s McNemar comparison with the most accurate baseline, for the promotion gate."""
+    strongest = baseline_names(table)[0]
+    row = table.set_index("architecture").loc[name]
+    points, p_value = float(row[f"vs_{strongest}_points"]), float(row[f"vs_{strongest}_p_value"])
+    return {"baseline": strongest, "points": points, "p_value": p_value, "alpha": alpha,
+            "significantly_worse": bool(p_value < alpha and points < 0),
+            "text": row[f"vs_{strongest}_text"]}
 
 
 def baseline_names(table: pd.DataFrame) -> list[str]:

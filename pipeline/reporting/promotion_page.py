@@ -20,8 +20,8 @@ def promotion_markdown(decision: dict, registered_model: str) -> str:
 
 
 def gate_markdown(decision: dict, per_architecture: pd.DataFrame) -> str:
-    """The two promotion gates, which one held the candidate back, the more accurate
-    architectures passed over, and every architecture's behavioral tests."""
+    """The promotion gates, which held the candidate back, the more accurate architectures
+    passed over, and every architecture's behavioral tests."""
     thresholds = decision["behavior_thresholds"] or {}
     rates = decision["behavior_pass_rates"] or {}
     held = decision["held_back_by"]
@@ -38,6 +38,11 @@ def gate_markdown(decision: dict, per_architecture: pd.DataFrame) -> str:
         passed = rate is not None and rate >= threshold
         lines.append(f"| behavior: {kind} pass rate | {shown} | {threshold} | "
                      f"{'yes' if passed else 'no'} |")
+    baseline = decision.get("vs_strongest_baseline")
+    if baseline:
+        lines.append(f"| baseline: vs {baseline['baseline']} | {baseline['text']} | not "
+                     f"significantly worse (α={baseline['alpha']:.2g}) | "
+                     f"{'no' if 'baseline' in held else 'yes'} |")
     if held:
         verdict = "Held back by the " + " and the ".join(held) + " gate" + "s" * (len(held) > 1)
     elif decision["promoted"]:

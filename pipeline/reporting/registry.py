@@ -2,8 +2,10 @@
 
 The candidate and the current champion are both scored on the same held-out test reviews
 (the champion is re-scored, so a changed test set cannot flatter either), and the alias moves
-only if the candidate passes two gates: it beats the champion by at least the margin in params
-(accuracy), and its behavioral pass rates meet report.behavior_thresholds (behavior).
+only if the candidate passes three gates: it beats the champion by at least the margin in
+params (accuracy), its behavioral pass rates meet report.behavior_thresholds (behavior), and it
+is not significantly worse than the strongest bag-of-words baseline on the test set (baseline,
+as TFX's Evaluator blesses a model only against a baseline).
 """
 
 from __future__ import annotations
@@ -35,10 +37,11 @@ class Decision:
     margin: float
     version: str | None = None
     champion_version: str | None = None
-    held_back_by: list[str] = field(default_factory=list)  # gates failed: accuracy, behavior
+    held_back_by: list[str] = field(default_factory=list)  # failed: accuracy, behavior, baseline
     behavior_pass_rates: dict[str, float] | None = None
     behavior_thresholds: dict[str, float] | None = None
     passed_over: dict[str, list[str]] = field(default_factory=dict)  # more accurate, failing
+    vs_strongest_baseline: dict | None = None  # the report's McNemar test against it
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -57,9 +60,10 @@ def decide(candidate_accuracy: float, champion_accuracy: float | None,
 
 def decide_promotion(candidate_accuracy: float, champion_accuracy: float | None, margin: float,
                      pass_rates: dict[str, float] | None = None,
-                     thresholds: dict[str, float] | None = None
-                     ) -> tuple[bool, str, list[str]]:
-    """Both gates: accuracy (`decide`) and, given thresholds, behavior.
+                     thresholds: dict[str, float] | None = None,
+                     vs_baseline: dict | None = None) -> tuple[bool, str, list[str]]:
+    """The gates: accuracy (`decide`); given thresholds, behavior; given the report's
+    comparison with the strongest baseline, baseline (refused if significantly worse).
 
     Returns (promoted, reason, the gates that held the candidate back). A candidate without
     pass rates fails any threshold above zero.
@@ -73,6 +77,13 @@ def decide_promotion(candidate_accuracy: float, champion_accuracy: float | None,
             reason += f"; behavioral pass rates below the thresholds: {', '.join(missing)}"
         else:
             reason += "; behavioral pass rates meet the thresholds"
+    if vs_baseline is not None:
+        against = f"the strongest baseline, {vs_baseline['baseline']} ({vs_baseline['text']})"
+        if vs_baseline["significantly_worse"]:
+            held_back_by.append("baseline")
+            reason += f"; significantly worse than {against}"
+        else:
+            reason += f"; not significantly worse than {against}"
     return not held_back_by, reason, held_back_by
 
 
@@ -110,9 +121,10 @@ def promote_if_better(name: str, architecture: str, model_uri: str, test: pd.Dat
                       threshold: float, margin: float,
                       pass_rates: dict[str, float] | None = None,
                       thresholds: dict[str, float] | None = None,
-                      passed_over: dict[str, list[str]] | None = None) -> Decision:
+                      passed_over: dict[str, list[str]] | None = None,
+                      vs_baseline: dict | None = None) -> Decision:
     """Register the candidate as a version of `name`; move the alias to it only if it passes
-    both gates (see `decide_promotion`).
+    every gate (see `decide_promotion`).
 
     Both are scored on `test` (columns review, label); `pass_rates` are the candidate's
     behavioral pass rates per test type; `passed_over`, the more accurate architectures that
@@ -130,7 +142,7 @@ def promote_if_better(name: str, architecture: str, model_uri: str, test: pd.Dat
         if champion is not None:
             champion_accuracy = accuracy_on(f"models:/{name}@{CHAMPION}", test, threshold)
         promoted, reason, held_back_by = decide_promotion(
-            candidate_accuracy, champion_accuracy, margin, pass_rates, thresholds)
+            candidate_accuracy, champion_accuracy, margin, pass_rates, thresholds, vs_baseline)
     if promoted:
         client.set_registered_model_alias(name, CHAMPION, version.version)
     client.set_model_version_tag(name, version.version, "test_accuracy",
@@ -141,7 +153,8 @@ def promote_if_better(name: str, architecture: str, model_uri: str, test: pd.Dat
     decision = Decision(promoted, reason, architecture, round(candidate_accuracy, 4),
                         None if champion_accuracy is None else round(champion_accuracy, 4),
                         margin, version.version, champion.version if champion else None,
-                        held_back_by, pass_rates, thresholds, dict(passed_over or {}))
+                        held_back_by, pass_rates, thresholds, dict(passed_over or {}),
+                        vs_baseline)
     log.info("champion decision: %s", decision)
     return decision
 

@@ -49,7 +49,7 @@ def to_markdown(table: pd.DataFrame, best: str) -> str:
     rows = []
     for _, row in table.iterrows():
         name = f"**{row.architecture}** (baseline)" if row.is_baseline else row.architecture
-        epochs = "—" if row.is_baseline else f"{int(row.epochs)} ({int(row.best_epoch)})"
+        epochs = "—" if pd.isna(row.epochs) else f"{int(row.epochs)} ({int(row.best_epoch)})"
         rows.append([name, _ci(row, "accuracy"), _ci(row, "f1"), f"{row.roc_auc:.4f}",
                      f"{int(row.parameters):,}", epochs,
                      *(_or_dash(row[f"vs_{b}_text"]) for b in baselines),

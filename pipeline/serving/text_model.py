@@ -12,6 +12,8 @@ import pandas as pd
 import tensorflow as tf
 from keras import layers, ops
 
+import pipeline.core.bag_of_words  # noqa: F401  registers NBSVM's standardization (the hybrid)
+import pipeline.core.stacking  # noqa: F401  registers the hybrid's blend
 from pipeline.core.config import PrepareParams
 from pipeline.core.data import standardize
 from pipeline.core.models import accepts_any_length

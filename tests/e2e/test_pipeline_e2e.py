@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from helpers import E2E_ARCHITECTURES, run_ok
+from helpers import E2E_ARCHITECTURES, E2E_HYBRID, run_ok
 from mlflow.tracking import MlflowClient
 
 from pipeline.core.models import ARCHITECTURES as ALL_ARCHITECTURES
@@ -60,20 +60,27 @@ def test_every_stage_writes_its_declared_outputs(project):
         assert not set(machine) & set(baseline)  # timings live in timings/, not in metrics/
         assert json.loads((root / f"timings/baseline/{name}.json").read_text())[
             "train_seconds"] >= 0
+    assert (root / "exported/nbsvm/model.keras").exists()
+    assert (root / "exported/tfidf_logreg/model.joblib").exists()
+    hybrid = json.loads((root / "metrics/hybrid.json").read_text())
+    assert hybrid["members"] == [E2E_HYBRID, "nbsvm"] and len(hybrid["weights"]) == 2
+    assert 0 <= hybrid["accuracy"] <= 1 and 0 <= hybrid["validation"]["accuracy"] <= 1
+    assert (root / "exported/hybrid/model.keras").exists()
+    assert (root / "exported/hybrid/model_uri.txt").read_text().startswith("models:/")
     for arch in ARCHITECTURES:
         assert not set(machine) & {*json.loads((root / f"metrics/train/{arch}.json").read_text()),
                                    *json.loads((root / f"metrics/eval/{arch}.json").read_text())}
         assert json.loads((root / f"timings/train/{arch}.json").read_text())["train_seconds"] >= 0
         assert json.loads((root / f"timings/evaluate/{arch}.json").read_text())[
             "predict_ms_per_review"] >= 0
-    for name in [*ARCHITECTURES, *BASELINE_NAMES]:
+    for name in [*ARCHITECTURES, "hybrid", *BASELINE_NAMES]:
         predictions = pd.read_parquet(root / f"predictions/{name}.parquet")
         assert list(predictions.columns) == ["id", "label", "probability"]
         assert len(predictions) == 120
         for curve in ("roc", "precision_recall", "calibration"):
             assert len(pd.read_csv(root / f"plots/{curve}/{name}.csv")) >= 1
     table = pd.read_csv(root / "reports/comparison.csv")
-    assert sorted(table.architecture) == sorted([*ARCHITECTURES, *BASELINE_NAMES])
+    assert sorted(table.architecture) == sorted([*ARCHITECTURES, "hybrid", *BASELINE_NAMES])
     assert table.accuracy.is_monotonic_decreasing
     assert (table.accuracy_ci_low <= table.accuracy).all()
     for name in BASELINE_NAMES:  # each model against each baseline but itself
@@ -122,7 +129,7 @@ def test_dvc_plots_show_overlays_every_model(project):
     assert missing <= set(ALL_ARCHITECTURES) - set(ARCHITECTURES)
     roc = plots["data"]["roc"][0]["content"]["data"]["values"]
     assert {point["filename"] for point in roc} == {
-        f"{name}.csv" for name in [*ARCHITECTURES, *BASELINE_NAMES]}
+        f"{name}.csv" for name in [*ARCHITECTURES, "hybrid", *BASELINE_NAMES]}
 
 
 def test_each_architecture_is_one_mlflow_run_with_params_metrics_and_provenance(project):

@@ -47,6 +47,24 @@ def test_both_gates_must_hold(accuracy, rates, held_back_by):
     assert held == held_back_by and promoted is (not held_back_by)
 
 
+WORSE = {"baseline": "nbsvm", "points": -2.2, "p_value": 1e-6, "alpha": 0.05,
+         "significantly_worse": True,
+         "text": "-2.2 pts, significantly worse (McNemar p<0.0001)"}
+LEVEL = {**WORSE, "points": 0.1, "p_value": 0.2, "significantly_worse": False,
+         "text": "+0.1 pts, no significant difference (McNemar p=0.2)"}
+
+
+def test_a_candidate_significantly_worse_than_the_strongest_baseline_is_held_back():
+    promoted, reason, held = decide_promotion(0.95, None, 0.002, GOOD, THRESHOLDS, WORSE)
+    assert not promoted and held == ["baseline"]
+    assert reason.endswith("; significantly worse than the strongest baseline, nbsvm (-2.2 pts, "
+                           "significantly worse (McNemar p<0.0001))")
+    promoted, reason, held = decide_promotion(0.95, None, 0.002, GOOD, THRESHOLDS, LEVEL)
+    assert promoted and held == [] and "not significantly worse than the strongest" in reason
+    assert decide_promotion(0.85, 0.88, 0.002, GOOD, THRESHOLDS, WORSE)[2] == ["accuracy",
+                                                                              "baseline"]
+
+
 def test_without_thresholds_only_accuracy_decides():
     assert decide_promotion(0.95, 0.88, 0.002) == (True, decide(0.95, 0.88, 0.002)[1], [])
 

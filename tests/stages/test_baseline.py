@@ -1,20 +1,17 @@
 import random
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
+import tensorflow as tf
 import yaml
 from helpers import NEGATIVE, POSITIVE, PROJECT_ROOT, synthetic_review
 
 from pipeline import UserError
-from pipeline.baseline import (
-    INPUT_PATH,
-    NaiveBayesScaler,
-    build_baseline,
-    clean,
-    feature_count,
-    fit_and_predict,
-)
+from pipeline.baseline import INPUT_PATH, build_baseline, feature_count, fit_and_predict
+from pipeline.core.bag_of_words import clean, log_count_ratios
 from pipeline.core.config import NbsvmParams, TfidfParams, load_params
 from pipeline.core.data import split_reviews
 from pipeline.core.paths import BASELINE_NAMES
@@ -49,25 +46,29 @@ def test_baseline_learns_the_cue_words_of_a_synthetic_set():
 
 
 def test_nbsvm_scales_each_ngram_by_its_naive_bayes_log_count_ratio():
-    x = np.array([[1, 0, 1], [1, 0, 0], [0, 1, 1], [0, 1, 0]], dtype=np.float32)
-    y = np.array([1, 1, 0, 0])
-    scaler = NaiveBayesScaler(alpha=1.0).fit(x, y)
+    x = sp.csr_matrix(np.array([[1, 0, 1], [1, 0, 0], [0, 1, 1], [0, 1, 0]], dtype=np.float32))
     # positive counts + 1: [3, 1, 2] (sum 6); negative: [1, 3, 2] (sum 6)
-    assert scaler.ratios_ == pytest.approx(np.log([3, 1 / 3, 1]), abs=1e-6)
-    assert np.asarray(scaler.transform(x))[0] == pytest.approx([np.log(3), 0, 0], abs=1e-6)
+    ratios = log_count_ratios(x, np.array([1, 1, 0, 0]), alpha=1.0)
+    assert ratios == pytest.approx(np.log([3, 1 / 3, 1]), abs=1e-6)
 
 
-def test_nbsvm_learns_the_cue_words_of_a_synthetic_set():
+def test_nbsvm_learns_the_cue_words_and_scores_raw_text_after_a_save(tmp_path):
     splits = split_reviews(synthetic_reviews(), val_fraction=0.25, seed=0)
     model = build_baseline("nbsvm", NbsvmParams(), seed=0)
     result = fit_and_predict(model, splits)
     assert np.mean((result["test"] >= 0.5) == splits["test"].label.to_numpy()) >= 0.95
-    vocabulary = model.named_steps["counts"].get_feature_names_out()
-    ratios = dict(zip(vocabulary, model.named_steps["nb"].ratios_, strict=True))
-    assert all(ratios[word] > 0 for word in POSITIVE if word in ratios)
-    assert all(ratios[word] < 0 for word in NEGATIVE if word in ratios)
-    assert feature_count(model) == len(vocabulary) > len(set(POSITIVE) | set(NEGATIVE))
-    assert {"!", "a"} <= set(vocabulary)  # one-letter words and ! are tokens, unlike TF-IDF's
+    vocabulary = model.model.get_layer("ngrams").get_vocabulary()
+    weights = model.model.get_layer("nb_weighted").get_weights()[0].ravel()
+    assert {"!", "a", "great !"} <= set(vocabulary)  # `!` and one-letter words are tokens
+    assert feature_count(model) == len(vocabulary) - 1 == len(weights) - 1  # less the OOV
+    strongest = [vocabulary[i] for i in np.argsort(weights)]
+    assert len(set(strongest[-8:]) & set(POSITIVE)) >= 4
+    assert len(set(strongest[:8]) & set(NEGATIVE)) >= 4
+    model.model.save(tmp_path / "nbsvm.keras")
+    reloaded = keras.models.load_model(tmp_path / "nbsvm.keras")
+    texts = splits["test"].text.tolist()[:16] + ["<br />Great!!", ""]
+    assert np.asarray(reloaded.predict_on_batch(tf.constant(texts))).ravel() == pytest.approx(
+        model.predict_proba(texts)[:, 1], abs=1e-6)
 
 
 def test_every_baseline_in_params_has_a_builder_and_an_unknown_one_is_named():

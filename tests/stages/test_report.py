@@ -17,6 +17,7 @@ from pipeline.core.paths import BASELINE_NAMES
 from pipeline.report import load_inputs, write_report
 from pipeline.reporting.comparison import (
     add_paired_tests,
+    against_strongest_baseline,
     best_architecture,
     check_paired,
     comparison_table,
@@ -32,6 +33,7 @@ from pipeline.reporting.report_page import (
     paired_test_count,
     summary_markdown,
     to_html,
+    to_markdown,
 )
 
 ALPHA = 0.05
@@ -121,6 +123,32 @@ def test_tuning_table_sets_the_defaults_against_the_tuned_values(inputs):
     assert gru.test_gain_pts == round(100 * (test - 0.83), 2)
     assert gru.val_test_gap_pts == round(100 * (0.86 - test), 2)
     assert not dense.tuned and dense.val_gain_pts == 0 and dense.test_gain_pts == 0
+
+
+def test_a_stacked_model_is_a_row_without_epochs_that_can_be_the_best(inputs):
+    predictions = {**inputs["predictions"], "hybrid": predictions_for(0.95, seed=7)}
+    frame = predictions["hybrid"]
+    scores, _ = score(frame.label.to_numpy(), frame.probability.to_numpy(),
+                      EvaluateParams(n_bootstrap=200), seed=0)
+    table = comparison_table(inputs["train"], inputs["eval"], inputs["baselines"],
+                             {"hybrid": {**scores, "parameters": 1150}})
+    assert table.architecture.tolist()[:2] == ["hybrid", TFIDF]
+    row = table.iloc[0]
+    assert not row.is_baseline and pd.isna(row.epochs) and row.parameters == 1150
+    assert best_architecture(table) == "hybrid"
+    markdown = to_markdown(add_paired_tests(table, predictions, "hybrid", 0.5, ALPHA), "hybrid")
+    assert "\n| hybrid | " in markdown and " | 1,150 | — | +" in markdown
+
+
+def test_the_gate_compares_the_candidate_with_the_strongest_baseline(inputs):
+    table = full_table(inputs)
+    dense = against_strongest_baseline(table, "dense", ALPHA)
+    assert dense["baseline"] == TFIDF and dense["significantly_worse"]
+    assert dense["points"] < 0 and dense["p_value"] < ALPHA and "significantly worse" in \
+        dense["text"]
+    same = against_strongest_baseline(table.assign(**{f"vs_{TFIDF}_p_value": 0.5}), "dense",
+                                      ALPHA)
+    assert not same["significantly_worse"]
 
 
 def test_the_best_architecture_is_never_the_baseline(inputs):
@@ -265,7 +293,7 @@ def test_dvc_plots_overlay_every_model(params_file):
              ["plots"] for name, spec in entry.items()}
     for curve in ("roc", "precision_recall", "calibration"):
         assert set(plots[curve]["y"]) == {f"plots/{curve}/{name}.csv"
-                                          for name in [*architectures, *BASELINE_NAMES]}
+                                          for name in [*architectures, "hybrid", *BASELINE_NAMES]}
     assert set(plots["learning_curves"]["y"]) == {f"plots/history/{a}.csv"
                                                   for a in architectures}
 
@@ -290,6 +318,12 @@ def test_the_report_names_the_gate_that_held_the_candidate_back():
     assert "| behavior: mft pass rate | 0.500 | 0.55 | no |" in text
     assert "| behavior: inv pass rate | 0.950 | 0.9 | yes |" in text
     assert "Held back by the behavior gate." in text
+    baseline = {"baseline": "nbsvm", "alpha": 0.05, "text": "-2.2 pts, significantly worse"}
+    text = gate_markdown({**decision, "held_back_by": ["behavior", "baseline"],
+                          "vs_strongest_baseline": baseline}, per_test)
+    assert ("| baseline: vs nbsvm | -2.2 pts, significantly worse | not significantly worse "
+            "(α=0.05) | no |") in text
+    assert "Held back by the behavior and the baseline gates." in text
     assert "| type | test | cases | gru | dense |" in text
     assert "| mft | negated_pans | 45 | 0.00 | 0.25 |" in text
     assert "More accurate" not in text
