@@ -61,7 +61,9 @@ def main() -> None:
                                      candidate.get("vs_strongest_baseline")).as_dict()
         with atomic_path(PROMOTION_PAGE_PATH) as tmp:
             tmp.write_text(promotion_markdown(decision, name)
-                           + gate_markdown(decision, per_architecture), encoding="utf-8")
+                           + gate_markdown(decision, per_architecture,
+                                           candidate.get("ungated_tests", [])),
+                           encoding="utf-8")
         write_json(PROMOTION_PATH, decision)
         for path in (PROMOTION_PATH, PROMOTION_PAGE_PATH):
             mlflow.log_artifact(str(path), artifact_path="promotion")

@@ -4,11 +4,13 @@ and name the candidate for champion: the most accurate architecture that passes 
 behavioral tests. Registering it and moving the alias is the `promote` stage's.
 
 Reads what train, evaluate, baseline and export wrote; runs the behavioral tests
-(pipeline/reporting/behavior.py) on every architecture's raw-text model. Writes to reports/:
-comparison.md (the report), report.html (the same, one self-contained page with the charts
-embedded, plus the timings table), comparison.csv, overfitting.csv, tuning.csv, behavior.csv
-(every case and model), behavior_pass_rates.csv, timings.csv, candidate.json (what promote
-reads) and the charts, all logged to one MLflow run. Only report.html, timings.csv and
+(pipeline/reporting/behavior.py) on every model's raw-text model in exported/ (the
+architectures, the hybrid and both baselines; only the first two can be the candidate).
+Writes to reports/: comparison.md (the report), report.html (the same, one self-contained page
+with the charts embedded, plus the timings table), comparison.csv, overfitting.csv, tuning.csv,
+behavior.csv (every case and model), behavior_pass_rates.csv, word_order.csv (lesson 4: the
+word-order tests per model), timings.csv, candidate.json (what promote reads) and the charts,
+all logged to one MLflow run. Only report.html, timings.csv and
 accuracy_vs_training_time.png hold what the machine measured (timings/): every other table is
 the same for the same params. reports/promotion.{json,md} are the promote stage's.
 """
@@ -17,8 +19,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Collection
 from pathlib import Path
 
+import joblib
 import keras
 import mlflow
 import pandas as pd
@@ -44,6 +48,7 @@ from pipeline.core.paths import (
     MODEL_FILE,
     PREDICTIONS_DIR,
     REPORTS_DIR,
+    SKLEARN_MODEL_FILE,
     TRAIN_METRICS_DIR,
     TRAIN_TIMINGS_DIR,
     TUNED_DIR,
@@ -57,6 +62,7 @@ from pipeline.reporting.charts import (
     learning_curves_chart,
     precision_recall_chart,
     roc_chart,
+    word_order_chart,
 )
 from pipeline.reporting.comparison import (
     add_paired_tests,
@@ -70,7 +76,12 @@ from pipeline.reporting.comparison import (
 )
 from pipeline.reporting.promotion_page import behavior_table_markdown
 from pipeline.reporting.registry import choose_candidate
-from pipeline.reporting.report_page import report_markdown, to_html
+from pipeline.reporting.report_page import (
+    NEGATION_TARGET,
+    report_markdown,
+    to_html,
+    word_order_markdown,
+)
 from pipeline.serving.text_model import predict_texts
 
 log = logging.getLogger(__name__)
@@ -109,6 +120,13 @@ def report_metrics(table: pd.DataFrame) -> dict[str, float]:
     return metrics
 
 
+
+
+def word_order_metrics(word_order: pd.DataFrame) -> dict[str, float]:
+    """Lesson 4's pass rates as MLflow metrics: <model>_word_order_<column>_pass_rate."""
+    return {f"{row['model']}_word_order_{column}_pass_rate": row[column]
+            for _, row in word_order.iterrows() for column in behavior.WORD_ORDER_COLUMNS
+            if not pd.isna(row[column])}
 
 
 def load_inputs(architectures: tuple[str, ...]) -> dict:
@@ -150,8 +168,9 @@ def load_inputs(architectures: tuple[str, ...]) -> dict:
 
 def write_report(directory: Path, inputs: dict, table: pd.DataFrame,
                  overfitting: pd.DataFrame, best: str, alpha: float, n_bootstrap: int,
-                 extra_markdown: str = "") -> None:
-    """The tables as CSV, the charts, comparison.md and the self-contained report.html.
+                 extra_markdown: str = "", word_order: str = "") -> None:
+    """The tables as CSV, the charts, comparison.md and the self-contained report.html;
+    `word_order` is lesson 4's section (its files: `write_word_order`), `extra_markdown` the end.
 
     The machine's timings go to timings.csv and report.html only: comparison.md, comparison.csv
     and overfitting.csv hold nothing that differs between two runs of the same params.
@@ -167,33 +186,68 @@ def write_report(directory: Path, inputs: dict, table: pd.DataFrame,
     write_charts(directory, table, timings, inputs["histories"], inputs["train"],
                  inputs["curves"])
     markdown = report_markdown(table, overfitting, best, alpha, n_bootstrap,
-                               tuning=tuning) + extra_markdown
+                               tuning=tuning, word_order=word_order) + extra_markdown
     (directory / "comparison.md").write_text(markdown, encoding="utf-8")
     page = report_markdown(table, overfitting, best, alpha, n_bootstrap, timings,
-                           tuning) + extra_markdown
+                           tuning, word_order) + extra_markdown
     (directory / "report.html").write_text(to_html(page, directory), encoding="utf-8")
 
 
 
 
-def behavior_results(architectures: list[str], threshold: float,
-                     dir_tolerance: float) -> pd.DataFrame:
-    """`behavior.run_suite`'s rows for each architecture's raw-text model (exported/<arch>),
-    with an `architecture` column."""
+def load_exported(name: str):
+    """The raw-text model in exported/<name>: a scikit-learn Pipeline where it is a
+    model.joblib (tfidf_logreg), else the Keras model.keras."""
+    sklearn_file = EXPORT_DIR / name / SKLEARN_MODEL_FILE
+    if sklearn_file.is_file():
+        return joblib.load(sklearn_file)
+    return keras.models.load_model(EXPORT_DIR / name / MODEL_FILE)
+
+
+def predictor(model) -> behavior.Predict:
+    """P(positive) for a list of reviews, from a Keras raw-text model or a scikit-learn
+    classifier of raw text."""
+    if isinstance(model, keras.Model):
+        return lambda texts: predict_texts(model, texts)
+    return lambda texts: model.predict_proba(list(texts))[:, 1]
+
+
+def keras_layers(model: keras.Model):
+    """Every layer of `model`, those of the models nested in it included."""
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from keras_layers(layer)
+
+
+def has_recurrent_layer(model) -> bool:
+    """Whether `model` reads its words in order through a recurrent layer, at any depth (the
+    hybrid's recurrent member counts); a scikit-learn model has none."""
+    return isinstance(model, keras.Model) and any(
+        isinstance(layer, keras.layers.RNN | keras.layers.Bidirectional)
+        for layer in keras_layers(model))
+
+
+def behavior_results(models: dict, threshold: float, dir_tolerance: float) -> pd.DataFrame:
+    """`behavior.run_suite`'s rows for each model (name: `load_exported`'s model), with an
+    `architecture` column that names it."""
     cases = behavior.load_cases()
-    frames = []
-    for architecture in architectures:
-        model = keras.models.load_model(EXPORT_DIR / architecture / MODEL_FILE)
-        results = behavior.run_suite(lambda texts, m=model: predict_texts(m, texts), cases,
-                                     threshold, dir_tolerance)
-        frames.append(results.assign(architecture=architecture))
+    frames = [behavior.run_suite(predictor(model), cases, threshold, dir_tolerance)
+              .assign(architecture=name) for name, model in models.items()]
     return pd.concat(frames, ignore_index=True)
 
 
+def write_word_order(directory: Path, word_order: pd.DataFrame) -> None:
+    """Lesson 4's files: word_order.csv (behavior.word_order_table) and word_order.png."""
+    word_order.to_csv(directory / "word_order.csv", index=False)
+    word_order_chart(word_order, NEGATION_TARGET, directory / "word_order.png")
+
+
 def candidate_markdown(candidate: str, passed_over: dict[str, list[str]],
-                       per_architecture: pd.DataFrame) -> str:
+                       per_architecture: pd.DataFrame, ungated: Collection[str] = ()) -> str:
     """The behavioral gate, as the report decides it: the candidate it offers `promote`, the
-    more accurate architectures passed over, and every architecture's behavioral tests."""
+    more accurate architectures passed over, and every model's behavioral tests (`ungated`:
+    those the gate leaves out)."""
     lines = ["", "## Promotion gates", "",
              f"Candidate for champion: `{candidate}`, the most accurate architecture whose "
              "behavioral pass rates meet report.behavior_thresholds. The promote stage registers "
@@ -203,7 +257,7 @@ def candidate_markdown(candidate: str, passed_over: dict[str, list[str]],
     if passed_over:
         lines += ["", "More accurate than the candidate, but below the behavioral thresholds: "
                   + "; ".join(f"`{a}` ({', '.join(m)})" for a, m in passed_over.items()) + "."]
-    return "\n".join(lines) + "\n" + behavior_table_markdown(per_architecture)
+    return "\n".join(lines) + "\n" + behavior_table_markdown(per_architecture, ungated)
 
 
 def main() -> None:
@@ -216,12 +270,18 @@ def main() -> None:
     table = add_paired_tests(table, inputs["predictions"], best, params.evaluate.threshold, alpha)
     overfitting = overfitting_table(inputs["histories"], inputs["train"])
 
-    ranked = table[~table.is_baseline].architecture.tolist()
-    results = behavior_results(ranked, params.evaluate.threshold,
+    ranked = table[~table.is_baseline].architecture.tolist()  # the baselines are no candidates
+    names = table.architecture.tolist()  # every model, the most accurate first
+    models = {name: load_exported(name) for name in names}
+    results = behavior_results(models, params.evaluate.threshold,
                                params.report.behavior_dir_tolerance)
     rates = {a: behavior.pass_rates(results[results.architecture == a]) for a in ranked}
     candidate, passed_over = choose_candidate(ranked, rates, params.report.behavior_thresholds)
-    per_architecture = behavior.pass_rates_by_architecture(results, ranked)
+    per_architecture = behavior.pass_rates_by_architecture(results, names)
+    ungated = behavior.ungated_tests(results)
+    word_order = behavior.word_order_table(
+        results, names, baseline_names(table),
+        [name for name, model in models.items() if has_recurrent_layer(model)])
 
     tracking.setup()
     with staged_directory(REPORTS_DIR) as tmp:
@@ -230,16 +290,19 @@ def main() -> None:
             behavior.log_to_mlflow(results[results.architecture == candidate])
             results.to_csv(tmp / "behavior.csv", index=False)
             per_architecture.to_csv(tmp / "behavior_pass_rates.csv", index=False)
+            write_word_order(tmp, word_order)
             write_report(tmp, inputs, table, overfitting, best, alpha,
                          params.evaluate.n_bootstrap,
-                         candidate_markdown(candidate, passed_over, per_architecture))
+                         candidate_markdown(candidate, passed_over, per_architecture, ungated),
+                         word_order_markdown(word_order, candidate))
             (tmp / CANDIDATE_PATH.name).write_text(json.dumps({  # in rank order, unsorted
                 "candidate_architecture": candidate, "behavior_pass_rates": rates[candidate],
-                "passed_over": passed_over,
+                "ungated_tests": ungated, "passed_over": passed_over,
                 "vs_strongest_baseline": against_strongest_baseline(table, candidate, alpha),
             }, indent=2) + "\n", encoding="utf-8")
             mlflow.log_artifacts(str(tmp), artifact_path="report")
             mlflow.log_metrics(report_metrics(table))
+            mlflow.log_metrics(word_order_metrics(word_order))
     log.info("best: %s (%.4f); candidate for champion %s; report in %s", best,
              table[table.architecture == best].accuracy.iloc[0], candidate,
              REPORTS_DIR / "report.html")

@@ -3,7 +3,9 @@
 The cases live in pipeline/behavior_cases.yaml, as templates and fillers that `load_cases`
 expands. `run_suite` scores them with any `predict(texts) -> P(positive)` and says which
 pass; `pass_rates` gives one rate per test type (mft, inv, dir), what the promotion gate
-compares with `report.behavior_thresholds`.
+compares with `report.behavior_thresholds`, over the tests the gate counts (a test with
+`gate: false` is reported, not gated). `word_order_table` gives each model's pass rates on the
+word-order tests (`WORD_ORDER_TESTS`), for the report's "Lesson 4: word order".
 
     python -m pipeline.reporting.behavior --model-uri models:/imdb-sentiment@champion [--log]
 """
@@ -14,7 +16,7 @@ import itertools
 import logging
 import string
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated
@@ -33,6 +35,11 @@ log = logging.getLogger(__name__)
 CASES_PATH = Path(__file__).resolve().parents[1] / "behavior_cases.yaml"
 Predict = Callable[[list[str]], np.ndarray]
 
+NEGATION_TESTS = ("negated_praise", "negated_pans")
+WORD_ORDER_TESTS = (*NEGATION_TESTS, "but_clauses")  # the verdict turns on the order of words
+ALL_NEGATION = "all_negation"  # the negation tests' cases pooled
+WORD_ORDER_COLUMNS = ("negated_praise", "negated_pans", ALL_NEGATION, "but_clauses")
+
 
 @dataclass(frozen=True)
 class Case:
@@ -42,6 +49,7 @@ class Case:
     perturbed: str | None = None    # inv, dir: the changed text
     label: int | None = None        # mft: the expected label
     direction: int = 0              # dir: +1 P(positive) must not fall, -1 must not rise
+    gate: bool = True               # False: reported, left out of `pass_rates`
 
 
 def load_cases(path: Path | str = CASES_PATH) -> list[Case]:
@@ -61,23 +69,36 @@ def expand(test: dict, spec: dict) -> Iterator[Case]:
     direction = {"up": 1, "down": -1}.get(test.get("direction"), 0)
     if kind == "dir" and not direction:
         raise UserError(f"behavioral test {name!r}: a dir test needs direction: up or down")
+    gate = bool(test.get("gate", True))
     if "append" in test:
         for review, sentence in itertools.product(reviews, fillers[test["append"]]):
-            yield Case(name, kind, review, f"{review} {sentence}", direction=direction)
+            yield Case(name, kind, review, f"{review} {sentence}", direction=direction, gate=gate)
     elif test.get("line_break"):
         for review in reviews:
-            yield Case(name, kind, review, review.replace(". ", ".<br /><br />", 1))
+            yield Case(name, kind, review, review.replace(". ", ".<br /><br />", 1), gate=gate)
     elif "swap" in test:
         values, slot = fillers[test["swap"]], "{" + test["swap"] + "}"
         for template in test["templates"]:
             for filled in fill(template, fillers, keep=test["swap"]):
                 for value, other in zip(values, values[1:] + values[:1], strict=True):
                     yield Case(name, kind, filled.replace(slot, value),
-                               filled.replace(slot, other))
+                               filled.replace(slot, other), gate=gate)
     else:
         for template in test["templates"]:
+            template, label = labelled(template, test)
             for text in fill(template, fillers):
-                yield Case(name, kind, text, label=int(test["label"]))
+                yield Case(name, kind, text, label=label, gate=gate)
+
+
+def labelled(template: str | dict, test: dict) -> tuple[str, int]:
+    """The template's text and expected label: its own `label` if it gives one, else the
+    test's."""
+    if isinstance(template, dict):
+        return template["template"], int(template["label"])
+    if "label" not in test:
+        raise UserError(f"behavioral test {test['name']!r}: an mft test needs a label, for the "
+                        "test or for each template")
+    return template, int(test["label"])
 
 
 def fill(template: str, fillers: dict[str, list[str]], keep: str | None = None) -> Iterator[str]:
@@ -111,9 +132,19 @@ def run_suite(predict: Predict, cases: list[Case], threshold: float = 0.5,
 
 
 def pass_rates(results: pd.DataFrame) -> dict[str, float]:
-    """Share of cases passed, per test type."""
+    """Share of cases passed, per test type, over the tests the gate counts (a test with
+    `gate: false` is left out)."""
+    if "gate" in results:
+        results = results[results.gate.astype(bool)]
     return {kind: round(float(results.passed[results.type == kind].mean()), 4)
             for kind in BEHAVIOR_TYPES if (results.type == kind).any()}
+
+
+def ungated_tests(results: pd.DataFrame) -> list[str]:
+    """The tests in `results` that the gate's pass rates leave out, in the cases file's order."""
+    if "gate" not in results:
+        return []
+    return results.test[~results.gate.astype(bool)].drop_duplicates().tolist()
 
 
 def pass_rates_by_test(results: pd.DataFrame) -> pd.DataFrame:
@@ -136,6 +167,28 @@ def pass_rates_by_architecture(results: pd.DataFrame, architectures: list[str]) 
         table = rates if table is None else table.merge(rates, how="left",
                                                          on=["type", "test", "cases"])
     return table
+
+
+def word_order_table(results: pd.DataFrame, models: list[str], baselines: Collection[str] = (),
+                     recurrent: Collection[str] = ()) -> pd.DataFrame:
+    """One row per model, in the order given: `model`, `is_baseline` and `recurrent` (whether it
+    is in `baselines`, in `recurrent`), its share passed of each word-order test and of the
+    negation tests' cases pooled (`all_negation`), then each one's number of cases
+    (`<column>_cases`).
+
+    `results` holds `run_suite`'s rows for each model, told apart by an `architecture` column.
+    """
+    tests = {**{test: (test,) for test in WORD_ORDER_TESTS}, ALL_NEGATION: NEGATION_TESTS}
+    rows = []
+    for model in models:
+        own = results[results.architecture == model]
+        passed = {column: own.passed[own.test.isin(tests[column])] for column in WORD_ORDER_COLUMNS}
+        rows.append({"model": model, "is_baseline": model in baselines,
+                     "recurrent": model in recurrent,
+                     **{c: round(float(p.mean()), 4) if len(p) else np.nan
+                        for c, p in passed.items()},
+                     **{f"{c}_cases": len(p) for c, p in passed.items()}})
+    return pd.DataFrame(rows)
 
 
 def shortfalls(rates: dict[str, float], thresholds: dict[str, float]) -> list[str]:
@@ -171,8 +224,10 @@ def summary(results: pd.DataFrame, max_failures: int = 10) -> str:
     """Pass rates per type and per test, and a few failing cases of each test, as text."""
     lines = ["pass rate per type: " + ", ".join(
         f"{kind} {rate:.3f}" for kind, rate in pass_rates(results).items())]
+    ungated = ungated_tests(results)
     for row in pass_rates_by_test(results).itertuples():
-        lines.append(f"  {row.type} {row.test}: {row.pass_rate:.3f} of {row.cases}")
+        lines.append(f"  {row.type} {row.test}: {row.pass_rate:.3f} of {row.cases}"
+                     + (" (not gated)" if row.test in ungated else ""))
         failed = results[(results.test == row.test) & ~results.passed]
         for case in failed.head(max_failures).itertuples():
             if case.type == "mft":

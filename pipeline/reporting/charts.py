@@ -147,3 +147,30 @@ def calibration_chart(bins: dict[str, pd.DataFrame], brier: dict[str, float],
     ax.legend(fontsize=7, loc="upper left")
     ax.grid(alpha=0.3)
     _save(fig, path)
+
+
+WORD_ORDER_LABELS = {"negated_praise": "negated praise", "negated_pans": "negated pans",
+                     "all_negation": "all negation", "but_clauses": "\"but\" clauses"}
+
+
+def word_order_chart(table: pd.DataFrame, target: float, path: Path) -> None:
+    """`table`: behavior.word_order_table, the most accurate model first (drawn at the top);
+    one group of bars per model, one bar per word-order column; dashed: the negation target."""
+    columns = [c for c in WORD_ORDER_LABELS if c in table.columns]
+    height = 0.8 / len(columns)
+    fig, ax = plt.subplots(figsize=(9, 0.6 * len(table) + 1.5))
+    for i, column in enumerate(columns):
+        offsets = [len(table) - 1 - y + 0.4 - height * (i + 0.5) for y in range(len(table))]
+        ax.barh(offsets, table[column], height=height,
+                label=f"{WORD_ORDER_LABELS[column]} ({table[f'{column}_cases'].iloc[0]} cases)")
+    ax.set_yticks(range(len(table)))
+    ax.set_yticklabels([f"{row.model} (baseline)" if row.is_baseline else row.model
+                        for row in table[::-1].itertuples()])
+    ax.axvline(target, color="black", ls="--", lw=1.2, label=f"negation target ({target:.0%})")
+    ax.set_xlim(0, 1)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.0%}"))
+    ax.set_xlabel("share of cases passed")
+    ax.set_title("Word order: negation and \"but\" clauses (behavioral tests)")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.grid(axis="x", alpha=0.3)
+    _save(fig, path)

@@ -3,6 +3,8 @@ and the behavioral table the report stage shows beside its candidate."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import pandas as pd
 
 
@@ -19,9 +21,10 @@ def promotion_markdown(decision: dict, registered_model: str) -> str:
         + f". Decision: **{verdict}** ({decision['reason']}).", ""])
 
 
-def gate_markdown(decision: dict, per_architecture: pd.DataFrame) -> str:
+def gate_markdown(decision: dict, per_architecture: pd.DataFrame,
+                  ungated: Collection[str] = ()) -> str:
     """The promotion gates, which held the candidate back, the more accurate architectures
-    passed over, and every architecture's behavioral tests."""
+    passed over, and every model's behavioral tests (`ungated`: those the gate leaves out)."""
     thresholds = decision["behavior_thresholds"] or {}
     rates = decision["behavior_pass_rates"] or {}
     held = decision["held_back_by"]
@@ -54,19 +57,23 @@ def gate_markdown(decision: dict, per_architecture: pd.DataFrame) -> str:
     if passed_over:
         lines += ["", "More accurate than the candidate, but below the behavioral thresholds: "
                   + "; ".join(f"`{a}` ({', '.join(m)})" for a, m in passed_over.items()) + "."]
-    return "\n".join(lines) + "\n" + behavior_table_markdown(per_architecture)
+    return "\n".join(lines) + "\n" + behavior_table_markdown(per_architecture, ungated)
 
 
-def behavior_table_markdown(per_architecture: pd.DataFrame) -> str:
-    """Every architecture's behavioral pass rates, the most accurate first."""
+def behavior_table_markdown(per_architecture: pd.DataFrame, ungated: Collection[str] = ()) -> str:
+    """Every model's behavioral pass rates, the most accurate first; the tests in `ungated`
+    (left out of the gate's pass rates) are marked."""
     lines = []
     architectures = [c for c in per_architecture.columns if c not in ("type", "test", "cases")]
-    lines += ["", "Behavioral tests, pass rate per architecture, the most accurate first "
+    lines += ["", "Behavioral tests, pass rate per model, the most accurate first "
               "(CheckList; cases in `pipeline/behavior_cases.yaml`, each case and model in "
-              "`reports/behavior.csv`):", "",
+              "`reports/behavior.csv`"
+              + ("; tests marked \"not gated\" are left out of the gate's pass rates"
+                 if ungated else "") + "):", "",
               "| type | test | cases | " + " | ".join(architectures) + " |",
               "|---|---|---:|" + "---:|" * len(architectures)]
-    lines += ["| " + " | ".join([row.type, row.test, str(row.cases)]
+    lines += ["| " + " | ".join([row.type, row.test + " (not gated)" * (row.test in ungated),
+                                 str(row.cases)]
                                 + [f"{getattr(row, a):.2f}" for a in architectures]) + " |"
               for row in per_architecture.itertuples()]
     return "\n".join(lines + [""])

@@ -196,10 +196,106 @@ def tuning_markdown(tuning: pd.DataFrame) -> str:
                           "val - test (pts)"], rows, "lrrrrrr")])
 
 
+NEGATION_TARGET = 0.70  # issue 21: the champion should pass this share of the negation cases
+WORD_ORDER_HEADINGS = {"negated_praise": "negated praise", "negated_pans": "negated pans",
+                       "all_negation": "all negation", "but_clauses": "\"but\" clauses"}
+
+
+def _pct1(value: float) -> str:
+    return "—" if pd.isna(value) else f"{100 * value:.1f}%"
+
+
+def _word_order_negation(table: pd.DataFrame) -> str:
+    """Which model passes the most negation cases, and whether a recurrent one beats the
+    baselines, as sentences."""
+    by = table.set_index("model")
+    best = by.all_negation.idxmax()  # the first of a tie: the more accurate
+    lines = [f"Of the {int(by.all_negation_cases.iloc[0])} negation cases (negated praise and "
+             f"negated pans pooled), `{best}` passes the most: {_pct1(by.all_negation[best])} "
+             f"({_pct1(by.negated_praise[best])} of the negated praise, "
+             f"{_pct1(by.negated_pans[best])} of the negated pans)."]
+    praise, pans = by.negated_praise_cases.iloc[0], by.negated_pans_cases.iloc[0]
+    constant = max(praise, pans) / (praise + pans)  # negated praise is all 0, negated pans all 1
+    fewer = int((by.all_negation < constant).sum())
+    lines.append(f"A model that gave every review the same label would pass {_pct1(constant)} "
+                 "(negated praise is all negative, negated pans all positive); "
+                 + ("every model passes fewer." if fewer == len(by) else
+                    f"{fewer} of the {len(by)} models pass fewer."))
+    baselines, nets = by[by.is_baseline], by[by.recurrent & ~by.is_baseline]
+    if baselines.empty:
+        return " ".join(lines)
+    lines.append("The bag-of-words baselines pass " + " and ".join(
+        f"{_pct1(row.all_negation)} (`{name}`)" for name, row in baselines.iterrows()) + ".")
+    above = nets[nets.all_negation > baselines.all_negation.max()]
+    if len(nets) and above.empty:
+        top = nets.all_negation.idxmax()
+        lines.append("No model with a recurrent layer beats both: the best of them, "
+                     f"`{top}`, passes {_pct1(nets.all_negation[top])}, so on these cases "
+                     "reading the words in order bought nothing over a bag of words.")
+    elif len(above):
+        lines.append(f"{len(above)} of the {len(nets)} models with a recurrent layer beat "
+                     "both: " + ", ".join(f"`{name}` ({_pct1(rate)})"
+                                           for name, rate in above.all_negation.items()) + ".")
+    return " ".join(lines)
+
+
+def word_order_summary(table: pd.DataFrame, candidate: str,
+                       target: float = NEGATION_TARGET) -> str:
+    """What `table` (behavior.word_order_table, the most accurate first) shows, in plain
+    words: the best model on negation, whether a model with a recurrent layer beats the
+    baselines there, the best on "but" clauses, and the candidate against `target`."""
+    by = table.set_index("model")
+    lines = [_word_order_negation(table)]
+    if by.but_clauses.notna().any():
+        top = by.but_clauses.idxmax()
+        baselines = by[by.is_baseline]
+        lines.append(f"On the {int(by.but_clauses_cases.iloc[0])} \"but\" clauses, where a "
+                     "model blind to word order passes about half, `" + top + "` passes the "
+                     f"most: {_pct1(by.but_clauses[top])}"
+                     + ("; the baselines " + " and ".join(
+                         f"{_pct1(row.but_clauses)} (`{name}`)"
+                         for name, row in baselines.iterrows()) if len(baselines) else "")
+                     + ".")
+    rate = by.all_negation[candidate]
+    verdict = (f"it meets the {target:.0%} target" if rate >= target else
+               f"{100 * (target - rate):.1f} points short of the {target:.0%} target")
+    lines.append(f"The candidate for champion, `{candidate}`, passes {_pct1(rate)} of the "
+                 f"negation cases: {verdict}.")
+    return " ".join(lines)
+
+
+def word_order_markdown(table: pd.DataFrame, candidate: str,
+                        target: float = NEGATION_TARGET) -> str:
+    """The report's "Lesson 4: word order" section: the summary, the table (one row per model,
+    a column per word-order test with its number of cases) and the chart word_order.png."""
+    columns = list(WORD_ORDER_HEADINGS)
+    headings = ["model", "recurrent layer",
+                *(f"{WORD_ORDER_HEADINGS[c]} ({int(table[f'{c}_cases'].iloc[0])} cases)"
+                  for c in columns)]
+    rows = [[f"**{row.model}** (baseline)" if row.is_baseline else
+             f"{row.model} (candidate)" if row.model == candidate else row.model,
+             "yes" if row.recurrent else "no", *(_pct1(getattr(row, c)) for c in columns)]
+            for row in table.itertuples()]
+    return "\n".join([
+        "## Lesson 4: word order", "",
+        "Does reading the words in order help where order decides the verdict? Three "
+        "behavioral tests (cases in `pipeline/behavior_cases.yaml`) say: negated praise "
+        "(\"This movie was not great.\", negative), negated pans (\"This film was not boring "
+        "at all.\", positive), and \"but\" clauses whose second half gives the verdict (\"The "
+        "acting is great, but overall the film is boring.\"); each \"but\" case has a twin "
+        "with the same words in the other order and the other label. Share of cases passed per "
+        "model, the most accurate first; the \"but\" clauses are reported, not gated. "
+        f"Target: the champion passes {target:.0%} of the negation cases.", "",
+        word_order_summary(table, candidate, target), "",
+        *_markdown_table(headings, rows, "ll" + "r" * len(columns)), "",
+        "![Word order: pass rates per model](word_order.png)", ""])
+
+
 def report_markdown(table: pd.DataFrame, overfitting: pd.DataFrame, best: str, alpha: float,
                     n_bootstrap: int, timings: pd.DataFrame | None = None,
-                    tuning: pd.DataFrame | None = None) -> str:
-    """The report; with `timings` (report.html) their table, else (comparison.md) a pointer."""
+                    tuning: pd.DataFrame | None = None, word_order: str = "") -> str:
+    """The report; with `timings` (report.html) their table, else (comparison.md) a pointer;
+    `word_order` (word_order_markdown) after lesson 3."""
     reviews = int(table.test_reviews.max())
     tests = paired_test_count(table)
     return "\n".join([
@@ -226,7 +322,8 @@ def report_markdown(table: pd.DataFrame, overfitting: pd.DataFrame, best: str, a
         "## Lesson 3: overfitting", "",
         overfitting_markdown(overfitting), "",
         "![Learning curves, loss](learning_curves_loss.png)", "",
-        "![Learning curves, accuracy](learning_curves_accuracy.png)", ""])
+        "![Learning curves, accuracy](learning_curves_accuracy.png)", "",
+        *([word_order] if word_order else [])])
 
 
 HTML_PAGE = """<!DOCTYPE html>

@@ -13,8 +13,16 @@ from scipy.stats import binom
 from pipeline import UserError
 from pipeline.core.config import EvaluateParams, read_params
 from pipeline.core.metrics import score
-from pipeline.core.paths import BASELINE_NAMES
-from pipeline.report import load_inputs, write_report
+from pipeline.core.paths import BASELINE_NAMES, EXPORT_DIR, SKLEARN_MODEL_FILE
+from pipeline.report import (
+    behavior_results,
+    has_recurrent_layer,
+    load_exported,
+    load_inputs,
+    predictor,
+    write_report,
+    write_word_order,
+)
 from pipeline.reporting.comparison import (
     add_paired_tests,
     against_strongest_baseline,
@@ -27,13 +35,15 @@ from pipeline.reporting.comparison import (
     tuning_table,
     verdict,
 )
-from pipeline.reporting.promotion_page import gate_markdown
+from pipeline.reporting.promotion_page import behavior_table_markdown, gate_markdown
 from pipeline.reporting.report_page import (
     overfitting_summary,
     paired_test_count,
     summary_markdown,
     to_html,
     to_markdown,
+    word_order_markdown,
+    word_order_summary,
 )
 
 ALPHA = 0.05
@@ -337,3 +347,115 @@ def test_the_report_names_the_gate_that_held_the_candidate_back():
     already = {**decision, "held_back_by": [], "reason": "the candidate already is the champion"}
     assert "Not promoted: the candidate already is the champion." in gate_markdown(already,
                                                                                    per_test)
+
+
+def word_order(rates: dict[str, tuple[float, float, float, float]],
+               baselines=(TFIDF, NBSVM), recurrent=("gru",)) -> pd.DataFrame:
+    """behavior.word_order_table's shape: per model, in the order given, its pass rates on
+    negated praise, negated pans, all negation and "but" clauses."""
+    columns = ("negated_praise", "negated_pans", "all_negation", "but_clauses")
+    cases = dict(zip(columns, (45, 45, 90, 60), strict=True))
+    return pd.DataFrame([{"model": model, "is_baseline": model in baselines,
+                          "recurrent": model in recurrent,
+                          **dict(zip(columns, values, strict=True)),
+                          **{f"{c}_cases": n for c, n in cases.items()}}
+                         for model, values in rates.items()])
+
+
+def test_lesson_4_says_who_reads_negation_best_and_where_the_candidate_stands():
+    table = word_order({"gru": (0.4, 0.2, 0.3, 0.6), TFIDF: (0.6, 0.4, 0.5, 0.5),
+                        "dense": (0.9, 0.5, 0.7, 0.5), NBSVM: (0.2, 0.2, 0.2, 0.52)})
+    text = word_order_summary(table, "gru")
+    assert text.startswith("Of the 90 negation cases (negated praise and negated pans pooled), "
+                           "`dense` passes the most: 70.0% (90.0% of the negated praise, "
+                           "50.0% of the negated pans).")
+    assert "A model that gave every review the same label would pass 50.0% (negated praise is " \
+           "all negative, negated pans all positive); 2 of the 4 models pass fewer." in text
+    assert f"The bag-of-words baselines pass 50.0% (`{TFIDF}`) and 20.0% (`{NBSVM}`)." in text
+    assert "No model with a recurrent layer beats both: the best of them, `gru`, passes " \
+           "30.0%, so on these cases reading the words in order bought nothing over a bag of " \
+           "words." in text
+    assert 'On the 60 "but" clauses, where a model blind to word order passes about half, ' \
+           f"`gru` passes the most: 60.0%; the baselines 50.0% (`{TFIDF}`) and 52.0% " \
+           f"(`{NBSVM}`)." in text
+    assert text.endswith("The candidate for champion, `gru`, passes 30.0% of the negation "
+                         "cases: 40.0 points short of the 70% target.")
+    better = word_order_summary(table, "dense", target=0.7)
+    assert better.endswith("passes 70.0% of the negation cases: it meets the 70% target.")
+    two = word_order_summary(table, "gru", target=0.2)
+    assert "it meets the 20% target" in two
+    recurrent = word_order_summary(word_order(
+        {"gru": (0.8, 0.6, 0.7, 0.9), "lstm": (0.6, 0.6, 0.6, 0.5), TFIDF: (0.5, 0.5, 0.5, 0.5),
+         NBSVM: (0.1, 0.1, 0.1, 0.5)}, recurrent=("gru", "lstm")), "gru")
+    assert "2 of the 2 models with a recurrent layer beat both: `gru` (70.0%), `lstm` " \
+           "(60.0%)." in recurrent
+
+
+def test_lesson_4_table_has_a_row_per_model_and_the_cases_in_each_heading():
+    table = word_order({"gru": (0.4, 0.2, 0.3, 0.6), NBSVM: (0.2, 0.2, 0.2, 0.52)})
+    text = word_order_markdown(table, "gru")
+    assert text.startswith("## Lesson 4: word order")
+    assert ('| model | recurrent layer | negated praise (45 cases) | negated pans (45 cases) | '
+            'all negation (90 cases) | "but" clauses (60 cases) |') in text
+    assert "| gru (candidate) | yes | 40.0% | 20.0% | 30.0% | 60.0% |" in text
+    assert f"| **{NBSVM}** (baseline) | no | 20.0% | 20.0% | 20.0% | 52.0% |" in text
+    assert text.index("| gru (candidate)") < text.index(f"| **{NBSVM}**")
+    assert "![Word order: pass rates per model](word_order.png)" in text
+
+
+def test_lesson_4_is_a_section_of_the_report_with_its_chart_and_csv(inputs, tmp_path):
+    table = full_table(inputs)
+    overfitting = overfitting_table(inputs["histories"], inputs["train"])
+    lesson = word_order({"gru": (0.4, 0.2, 0.3, 0.6), TFIDF: (0.6, 0.4, 0.5, 0.5),
+                         NBSVM: (0.2, 0.2, 0.2, 0.52), "dense": (0.9, 0.5, 0.7, 0.5)})
+    write_word_order(tmp_path, lesson)
+    write_report(tmp_path, inputs, table, overfitting, "gru", ALPHA, 200, "\n## Champion\n",
+                 word_order_markdown(lesson, "gru"))
+    markdown = (tmp_path / "comparison.md").read_text()
+    assert markdown.index("Lesson 3: overfitting") < markdown.index("Lesson 4: word order") \
+        < markdown.index("## Champion")
+    page = (tmp_path / "report.html").read_text()
+    assert "Lesson 4: word order" in page
+    assert page.count('src="data:image/png;base64,') == len(
+        re.findall(r"!\[[^]]*\]\(([^)]+)\)", markdown))
+    assert (tmp_path / "word_order.png").stat().st_size > 0
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "word_order.csv"), lesson)
+
+
+def test_the_scorer_reads_a_scikit_learn_pipeline_and_tells_recurrent_models(
+        tmp_path, monkeypatch):
+    import joblib
+    import keras
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    texts = ["a great film", "a wonderful film", "an awful film", "a boring film"]
+    model = Pipeline([("tfidf", TfidfVectorizer()), ("logreg", LogisticRegression())])
+    model.fit(texts, [1, 1, 0, 0])
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / EXPORT_DIR / TFIDF).mkdir(parents=True)
+    joblib.dump(model, tmp_path / EXPORT_DIR / TFIDF / SKLEARN_MODEL_FILE)
+    loaded = load_exported(TFIDF)
+    probability = predictor(loaded)(["a great film", "an awful film"])
+    assert probability.shape == (2,) and probability[0] > 0.5 > probability[1]
+    assert not has_recurrent_layer(loaded)
+    results = behavior_results({TFIDF: loaded}, 0.5, 0.01)
+    assert set(results.architecture) == {TFIDF} and "but_clauses" in set(results.test)
+
+    sequence = keras.Input((5, 3))
+    inner = keras.Model(sequence, keras.layers.GRU(2)(sequence))
+    outer_input = keras.Input((5, 3))
+    assert has_recurrent_layer(keras.Model(outer_input, inner(outer_input)))
+    flat = keras.Input((3,))
+    assert not has_recurrent_layer(keras.Model(flat, keras.layers.Dense(1)(flat)))
+
+
+def test_the_behavior_table_marks_the_tests_the_gate_leaves_out():
+    per_test = pd.DataFrame({"type": ["mft", "mft"], "test": ["negated_pans", "but_clauses"],
+                             "cases": [45, 60], "gru": [0.0, 0.5], NBSVM: [0.1, 0.5]})
+    text = behavior_table_markdown(per_test, ["but_clauses"])
+    assert f"| type | test | cases | gru | {NBSVM} |" in text
+    assert "| mft | but_clauses (not gated) | 60 | 0.50 | 0.50 |" in text
+    assert "| mft | negated_pans | 45 | 0.00 | 0.10 |" in text
+    assert "not gated" not in behavior_table_markdown(per_test)
