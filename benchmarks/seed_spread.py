@@ -45,7 +45,13 @@ from pipeline.core.paths import (
     TRAIN_METRICS_DIR,
     TUNED_DIR,
 )
-from pipeline.core.training import best_epoch, compile_model, final_model_params, fit
+from pipeline.core.training import (
+    best_epoch,
+    compile_model,
+    final_model_params,
+    fit,
+    start_embedding,
+)
 from pipeline.tune import test_accuracy  # noqa: E402
 
 OUT = Path("benchmarks/results/seed_spread")
@@ -72,6 +78,7 @@ def train_once(setup: Setup, architecture: str, seed: int) -> dict:
     keras.utils.set_random_seed(seed)
     model = build_model(architecture, params.prepare.vocab_size, params.prepare.maxlen,
                         **model_params.hyperparameters)
+    start_embedding(model, architecture, params)
     compile_model(model, model_params.learning_rate, params.train, model_params.optimizer)
     history, _ = fit(model, setup.data, model_params, params.train, params.prepare.padding,
                      seed)

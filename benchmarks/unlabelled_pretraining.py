@@ -3,16 +3,18 @@
     python benchmarks/unlabelled_pretraining.py                  # after `dvc repro`, from the root
     python benchmarks/unlabelled_pretraining.py --architectures attention_rnn lstm --epochs 5
 
-Trains word2vec (gensim, CBOW, one worker and a fixed seed, so the vectors are the same on
-every run) on the training reviews of prepare's fit and validation parts plus the 50,000
-unlabelled reviews, never on the test reviews, tokenized as the networks read them
-(pipeline.core.data.standardize). Each architecture is then trained as the train stage trains
-it (tuned hyperparameters, schedule, seed), once with its embedding initialized from those
-vectors (the words word2vec never saw keep their random start) and scored on the test split,
-beside the committed run from a random start (metrics/eval/<arch>.json; with --random-start,
-trained here too, for params that differ from the committed ones). Also scores the hybrid
-that each would make with NBSVM (exported/nbsvm: stacked on validation predictions as the
-hybrid stage does). Writes benchmarks/results/unlabelled_pretraining.{csv,md}.
+Trains word2vec (gensim, CBOW, one worker, a fixed seed; run it with PYTHONHASHSEED=0, as the
+committed results were: it seeds each word's start with Python's `hash`, which the pretrain
+stage replaces) on the training reviews of prepare's fit and validation parts plus the 50,000
+unlabelled reviews, never on the test reviews, tokenized as the networks read them. Each
+architecture is then trained as the train stage trains it (tuned hyperparameters, schedule,
+seed), with its embedding initialized from those vectors (the words word2vec never saw keep
+their random start; unlike the pretrain stage, the vectors are scaled by the spread of all of
+word2vec's vectors, not of the vocabulary's) and scored on the test split, beside the committed
+run from a random start (metrics/eval/<arch>.json; with --random-start, trained here too, for
+params that differ from the committed ones). Also scores the hybrid each would make with NBSVM
+(exported/nbsvm, stacked on validation predictions as the hybrid stage does). Writes
+benchmarks/results/unlabelled_pretraining.{csv,md}.
 """
 
 from __future__ import annotations
@@ -26,13 +28,12 @@ from pathlib import Path
 import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.training_throughput import machine, markdown  # noqa: E402
 from pipeline.core.batching import predict_proba  # noqa: E402
 from pipeline.core.config import load_params  # noqa: E402
-from pipeline.core.data import load_split, load_vocabulary, split_reviews, standardize  # noqa: E402
+from pipeline.core.data import load_split, load_vocabulary, split_reviews  # noqa: E402
 from pipeline.core.io import atomic_path, read_json  # noqa: E402
 from pipeline.core.models import build_model  # noqa: E402
 from pipeline.core.paths import (  # noqa: E402
@@ -44,17 +45,10 @@ from pipeline.core.paths import (  # noqa: E402
 )
 from pipeline.core.stacking import blend, fit_blend  # noqa: E402
 from pipeline.core.training import compile_model, final_model_params, fit  # noqa: E402
+from pipeline.pretrain import tokenized  # noqa: E402
 from pipeline.serving.text_model import predict_texts  # noqa: E402
 
 OUT = Path("benchmarks/results/unlabelled_pretraining")
-
-
-def tokenized(texts: list[str], batch: int = 2000) -> list[list[str]]:
-    out = []
-    for start in range(0, len(texts), batch):
-        tokens = tf.strings.split(standardize(tf.constant(texts[start:start + batch])))
-        out += [[t.decode() for t in review] for review in tokens.to_list()]
-    return out
 
 
 def word_vectors(texts: list[str], dim: int, epochs: int, seed: int):

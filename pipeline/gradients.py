@@ -33,7 +33,7 @@ from pipeline.core.io import atomic_path, read_json, write_json
 from pipeline.core.models import build_model
 from pipeline.core.paths import LESSONS_DIR, MODEL_FILE, MODELS_DIR, PREPARED_DIR
 from pipeline.core.stage import architecture_stage_app
-from pipeline.core.training import hyperparameters
+from pipeline.core.training import hyperparameters, start_embedding
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
@@ -114,8 +114,10 @@ def verdict(ratio: float, timesteps: int) -> str:
 def initial_model(params: Params, architecture: str) -> keras.Model:
     """The weights training started from: the train stage seeds Keras, then builds."""
     keras.utils.set_random_seed(params.seed)
-    return build_model(architecture, params.prepare.vocab_size, params.prepare.maxlen,
-                       **hyperparameters(params, architecture).hyperparameters)
+    model = build_model(architecture, params.prepare.vocab_size, params.prepare.maxlen,
+                        **hyperparameters(params, architecture).hyperparameters)
+    start_embedding(model, architecture, params)
+    return model
 
 
 def main(architecture: str) -> None:

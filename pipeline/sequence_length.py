@@ -41,6 +41,7 @@ from pipeline.core.training import (
     compile_model,
     fit,
     hyperparameters,
+    start_embedding,
     summarize,
     training_timings,
 )
@@ -73,6 +74,7 @@ def train_and_score(architecture: str, maxlen: int, data: dict, params: Params
     keras.utils.set_random_seed(params.seed)
     model = build_model(architecture, params.prepare.vocab_size, maxlen,
                         **model_params.hyperparameters)
+    start_embedding(model, architecture, params)
     compile_model(model, model_params.learning_rate, train, model_params.optimizer)
     history, seconds = fit(model, short, model_params, train, params.prepare.padding, params.seed)
     x_test, y_test = short["test"]

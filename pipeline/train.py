@@ -34,6 +34,7 @@ from pipeline.core.training import (
     final_model_params,
     fit,
     flat_params,
+    start_embedding,
     summarize,
     training_timings,
 )
@@ -71,6 +72,7 @@ def main(architecture: str) -> None:
     data = {split: load_split(split) for split in ("train", "val")}
     model = build_model(architecture, params.prepare.vocab_size, params.prepare.maxlen,
                         **model_params.hyperparameters)
+    start_embedding(model, architecture, params)
     compile_model(model, model_params.learning_rate, params.train, model_params.optimizer)
 
     tracking.setup()

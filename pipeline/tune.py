@@ -46,10 +46,10 @@ from pipeline.core.config import ModelParams, Params, SearchRange, load_params
 from pipeline.core.data import load_split
 from pipeline.core.io import write_json
 from pipeline.core.models import build_model
-from pipeline.core.paths import PREPARED_DIR, TUNED_DIR
+from pipeline.core.paths import PREPARED_DIR, PRETRAINED_DIR, TUNED_DIR
 from pipeline.core.stage import help_text, run_stage
 from pipeline.core.study_tracking import EXPERIMENT, TrialLogger, log_study, parent_run_id
-from pipeline.core.training import best_epoch, compile_model, fit
+from pipeline.core.training import best_epoch, compile_model, fit, start_embedding
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,7 @@ def objective(trial: optuna.Trial, architecture: str, params: Params, data: dict
     keras.utils.set_random_seed(params.seed)  # as train.main: the same start for every trial
     model = build_model(architecture, params.prepare.vocab_size, params.prepare.maxlen,
                         **model_params.hyperparameters)
+    start_embedding(model, architecture, params)
     compile_model(model, model_params.learning_rate, params.train, model_params.optimizer)
     history, _ = fit(model, data, model_params, params.train, params.prepare.padding,
                      params.seed, callbacks=[keras.callbacks.TerminateOnNaN(), FailOnNaN(),
@@ -125,6 +126,8 @@ def study_name(architecture: str, params: Params, data_hash: str) -> str:
         "prepare": vars(params.prepare), "train": vars(params.train),
         "tune": [tune.pruner, tune.startup_trials, tune.warmup_epochs],
     }
+    if architecture in params.pretrain.architectures:  # trials start from the word vectors
+        identity["pretrained"] = tracking.data_hash(PRETRAINED_DIR)
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode())
     return f"{architecture}-{digest.hexdigest()[:10]}"
 

@@ -168,6 +168,7 @@ def small_project(root: Path) -> tuple[Path, dict]:
     params["lessons"]["sequence_architectures"] = E2E_LESSON_ARCHITECTURES
     params["lessons"]["gradient_architectures"] = E2E_LESSON_ARCHITECTURES
     params["hybrid"]["recurrent"] = E2E_HYBRID
+    params["pretrain"]["architectures"] = [E2E_HYBRID]  # starts from the word vectors
     for architecture in E2E_UNTUNED:
         params["search_spaces"][architecture] = {}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -226,6 +226,15 @@ class ReportParams:
         return self
 
 
+@_schema("pretrain")
+class PretrainParams:
+    architectures: tuple[Str, ...] = ()
+    dim: Size = 64
+    window: Size = 5
+    min_count: Size = 2
+    epochs: Size = 5
+
+
 @_schema("lessons")
 class LessonsParams:
     """The two lessons: accuracy against review length, and gradients against distance."""
@@ -334,6 +343,7 @@ class Params:
     evaluate: EvaluateParams
     baselines: BaselinesParams
     hybrid: HybridParams
+    pretrain: PretrainParams
     report: ReportParams
     lessons: LessonsParams
     tune: TuneParams
@@ -347,6 +357,7 @@ class Params:
             _check_covers(getattr(self, section), section, self.architectures)
         _check_lessons(self.lessons, self.prepare, self.architectures)
         _check_hybrid(self.hybrid, self.architectures)
+        _check_pretrain(self)
         for architecture, space in self.search_spaces.items():
             _check_search_space(architecture, space)
         return self
@@ -394,6 +405,21 @@ def _check_hybrid(hybrid: HybridParams, architectures: tuple[str, ...]) -> None:
     _check(hybrid.recurrent not in NOT_RECURRENT, "hybrid.recurrent",
            f"is {hybrid.recurrent!r}, which reads no words in order: name a recurrent "
            f"architecture (not {' or '.join(NOT_RECURRENT)})")
+
+
+def _check_pretrain(params: Params) -> None:
+    """Each architecture that starts from the word vectors is listed, and its embedding has
+    their width, in params.yaml and in every trial."""
+    for name in params.pretrain.architectures:
+        _check(name in params.architectures, "pretrain.architectures",
+               f"lists {name!r}, which is not in architectures")
+        width = params.models[name].hyperparameters.get("embedding_dim")
+        _check(width == params.pretrain.dim, "pretrain.architectures",
+               f"lists {name!r}, whose models.{name}.embedding_dim ({width}) is not "
+               f"pretrain.dim ({params.pretrain.dim}): make them equal")
+        _check("embedding_dim" not in params.search_spaces.get(name, {}),
+               f"search_spaces.{name}.embedding_dim",
+               f"is searched, but {name} starts from pretrain.dim-wide word vectors: drop it")
 
 
 def _check_search_space(architecture: str, space: dict[str, SearchRange]) -> None:

@@ -179,6 +179,7 @@ VERSIONED_PACKAGES = {
     "scikit-learn": ("scikit-learn",),
     "mlflow": ("mlflow",),
     "optuna": ("optuna",),
+    "gensim": ("gensim",),
     "dvc": ("dvc",),
 }
 NOT_INSTALLED = "not installed"

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 import pandas as pd
 import tensorflow as tf
 
@@ -17,7 +18,9 @@ from pipeline.core.batching import make_dataset
 from pipeline.core.config import ModelParams, Params, ParamsError, TrainParams
 from pipeline.core.io import read_json
 from pipeline.core.models import RECURRENT_CELLS, accepts_any_length
-from pipeline.core.paths import TUNED_DIR
+from pipeline.core.paths import PRETRAINED_DIR, TUNED_DIR
+
+VECTORS_FILE, FOUND_FILE = "vectors.npy", "found.npy"  # in PRETRAINED_DIR
 
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
               "nadam": keras.optimizers.Nadam, "rmsprop": keras.optimizers.RMSprop,
@@ -179,3 +182,23 @@ def flat_params(params: Params, architecture: str, model_params: ModelParams | N
 def hyperparameters(params: Params, architecture: str) -> ModelParams:
     """The hyperparameters the train stage uses for `architecture`: tuned ones where tuning ran."""
     return final_model_params(params, architecture)[0]
+
+
+def start_embedding(model: keras.Model, architecture: str, params: Params,
+                    directory: Path = PRETRAINED_DIR) -> bool:
+    """For an architecture in pretrain.architectures: its embedding starts from the pretrain
+    stage's word vectors (rescaled to the initializer's spread) where word2vec learned the
+    word, from its seeded random start elsewhere. Returns whether it did."""
+    if architecture not in params.pretrain.architectures:
+        return False
+    if not (directory / VECTORS_FILE).exists():
+        raise UserError(f"{directory / VECTORS_FILE} not found: run `dvc repro pretrain`")
+    vectors, found = np.load(directory / VECTORS_FILE), np.load(directory / FOUND_FILE)
+    layer = model.get_layer("embedding")
+    (start,) = layer.get_weights()
+    if vectors.shape != start.shape:
+        raise UserError(f"{directory / VECTORS_FILE} holds {vectors.shape} vectors, but "
+                        f"{architecture}'s embedding is {start.shape}: run `dvc repro pretrain`")
+    scale = start.std() / max(float(vectors[found].std()), 1e-12)
+    layer.set_weights([np.where(found[:, None], vectors * scale, start).astype(start.dtype)])
+    return True

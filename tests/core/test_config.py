@@ -225,3 +225,24 @@ def test_model_params_take_values_from_a_tuning_result_and_reject_unknown_keys()
     assert tuned.optimizer == "rmsprop" and tuned.batch_size == gru.batch_size
     with pytest.raises(ParamsError, match=r"models\.gru\.filters is not a hyperparameter"):
         gru.with_values({"filters": 3})
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda raw: raw["pretrain"].update(architectures=["rnn9"]),
+     r"pretrain.architectures.*lists 'rnn9', which is not in architectures"),
+    (lambda raw: raw["pretrain"].update(dim=32, architectures=["attention_rnn"]),
+     r"models.attention_rnn.embedding_dim \(64\) is not pretrain.dim \(32\): make them equal"),
+    (lambda raw: (raw["pretrain"].update(architectures=["attention_rnn"]),
+                  raw["search_spaces"]["attention_rnn"].update(
+                      embedding_dim={"choices": [32, 64]})),
+     r"search_spaces.attention_rnn.embedding_dim.*starts from pretrain.dim-wide word vectors"),
+    (lambda raw: raw["hybrid"].update(recurrent="conv1d"),
+     r"hybrid.recurrent.*'conv1d', which reads no words in order"),
+    (lambda raw: raw["hybrid"].update(recurrent="rnn9"),
+     r"hybrid.recurrent.*'rnn9', which is not in architectures"),
+])
+def test_pretrain_and_hybrid_must_agree_with_the_architectures(change, message):
+    raw = raw_params()
+    change(raw)
+    with pytest.raises(ParamsError, match=message):
+        parse_params(raw)
