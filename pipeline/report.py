@@ -270,7 +270,9 @@ def main() -> None:
     table = add_paired_tests(table, inputs["predictions"], best, params.evaluate.threshold, alpha)
     overfitting = overfitting_table(inputs["histories"], inputs["train"])
 
-    ranked = table[~table.is_baseline].architecture.tolist()  # the baselines are no candidates
+    # the candidates: every model but the baselines (and the hybrid, unless hybrid.candidate)
+    ranked = [name for name in table[~table.is_baseline].architecture
+              if name != HYBRID_NAME or params.hybrid.candidate]
     names = table.architecture.tolist()  # every model, the most accurate first
     models = {name: load_exported(name) for name in names}
     results = behavior_results(models, params.evaluate.threshold,

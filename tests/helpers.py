@@ -168,7 +168,8 @@ def small_project(root: Path) -> tuple[Path, dict]:
     params["lessons"]["sequence_architectures"] = E2E_LESSON_ARCHITECTURES
     params["lessons"]["gradient_architectures"] = E2E_LESSON_ARCHITECTURES
     params["hybrid"]["recurrent"] = E2E_HYBRID
-    params["pretrain"]["architectures"] = [E2E_HYBRID]  # starts from the word vectors
+    params["pretrain"]["architectures"] = [E2E_HYBRID]  # starts from the word vectors, so its
+    params["search_spaces"][E2E_HYBRID].pop("embedding_dim", None)  # width is pretrain.dim's
     for architecture in E2E_UNTUNED:
         params["search_spaces"][architecture] = {}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -203,6 +203,7 @@ class HybridParams:
     recurrent: Annotated[Str, Field(min_length=1, description="an architecture's name")] = (
         "attention_rnn")
     C: InverseL2 = 1.0  # noqa: N815
+    candidate: Bool = True  # competes for champion beside the architectures
 
 
 @_schema("report")
@@ -395,16 +396,9 @@ def _check_lessons(lessons: LessonsParams, prepare: PrepareParams,
                    f"lists {name!r}, which is not in architectures")
 
 
-# Architectures whose only path from the tokens to the prediction runs through no recurrent layer.
-NOT_RECURRENT = ("dense", "conv1d")
-
-
 def _check_hybrid(hybrid: HybridParams, architectures: tuple[str, ...]) -> None:
     _check(hybrid.recurrent in architectures, "hybrid.recurrent",
            f"is {hybrid.recurrent!r}, which is not in architectures: name one of them")
-    _check(hybrid.recurrent not in NOT_RECURRENT, "hybrid.recurrent",
-           f"is {hybrid.recurrent!r}, which reads no words in order: name a recurrent "
-           f"architecture (not {' or '.join(NOT_RECURRENT)})")
 
 
 def _check_pretrain(params: Params) -> None:

@@ -236,8 +236,6 @@ def test_model_params_take_values_from_a_tuning_result_and_reject_unknown_keys()
                   raw["search_spaces"]["attention_rnn"].update(
                       embedding_dim={"choices": [32, 64]})),
      r"search_spaces.attention_rnn.embedding_dim.*starts from pretrain.dim-wide word vectors"),
-    (lambda raw: raw["hybrid"].update(recurrent="conv1d"),
-     r"hybrid.recurrent.*'conv1d', which reads no words in order"),
     (lambda raw: raw["hybrid"].update(recurrent="rnn9"),
      r"hybrid.recurrent.*'rnn9', which is not in architectures"),
 ])
