@@ -67,11 +67,13 @@ def word_vectors(sentences: list[list[str]], params: PretrainParams, seed: int):
                     seed=seed, hashfxn=stable_hash).wv
 
 
-def vocabulary_rows(vectors, vocabulary: list[str], dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """(vectors, found): a row per vocabulary id; padding (0) and out-of-vocabulary (1) get none.
-    `vectors`: gensim's KeyedVectors, or {} for none."""
-    rows, found = np.zeros((len(vocabulary), dim), dtype=np.float32), np.zeros(len(vocabulary),
-                                                                              dtype=bool)
+def vocabulary_rows(vectors, vocabulary: list[str], dim: int,
+                    size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(vectors, found): `size` rows (prepare.vocab_size, the embedding's; a small corpus has
+    fewer words), one per token id; padding (0), out-of-vocabulary (1) and ids past the
+    vocabulary get none. `vectors`: gensim's KeyedVectors, or {} for none."""
+    rows = np.zeros((max(size, len(vocabulary)), dim), dtype=np.float32)
+    found = np.zeros(len(rows), dtype=bool)
     known = getattr(vectors, "key_to_index", {})
     for index, word in enumerate(vocabulary):
         if index > 1 and word in known:
@@ -94,11 +96,13 @@ def main() -> None:
     if params.pretrain.architectures:
         sentences = tokenized(texts)
         vectors = word_vectors(sentences, params.pretrain, params.seed)
-        rows, found = vocabulary_rows(vectors, vocabulary, params.pretrain.dim)
+        rows, found = vocabulary_rows(vectors, vocabulary, params.pretrain.dim,
+                                      params.prepare.vocab_size)
         learned, tokens = len(vectors.key_to_index), sum(map(len, sentences))
     else:  # no architecture starts from the vectors: none are learned
         log.info("pretrain.architectures is empty: no word vectors to learn")
-        rows, found = vocabulary_rows({}, vocabulary, params.pretrain.dim)
+        rows, found = vocabulary_rows({}, vocabulary, params.pretrain.dim,
+                                      params.prepare.vocab_size)
         learned, tokens = 0, 0
     seconds = time.perf_counter() - started
     summary = {"reviews": len(texts), "tokens": tokens, "words_learned": learned,

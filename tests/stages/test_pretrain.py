@@ -53,13 +53,14 @@ def test_word2vec_gives_the_same_vectors_twice_and_groups_the_cue_words():
 
 def test_vocabulary_rows_leave_padding_oov_and_unseen_words_without_a_vector():
     vectors = word_vectors(sentences(), PretrainParams(dim=8, min_count=1), seed=0)
-    rows, found = vocabulary_rows(vectors, ["", "[UNK]", "great", "zzz-unseen"], dim=8)
-    assert found.tolist() == [False, False, True, False]
-    assert np.array_equal(rows[2], vectors["great"]) and not rows[[0, 1, 3]].any()
+    rows, found = vocabulary_rows(vectors, ["", "[UNK]", "great", "zzz-unseen"], dim=8, size=6)
+    assert rows.shape == (6, 8)  # the embedding's rows: a small corpus has fewer words
+    assert found.tolist() == [False, False, True, False, False, False]
+    assert np.array_equal(rows[2], vectors["great"]) and not rows[[0, 1, 3, 4, 5]].any()
 
 
 def test_with_no_architecture_listed_no_row_gets_a_vector():
-    rows, found = vocabulary_rows({}, ["", "[UNK]", "great"], dim=4)
+    rows, found = vocabulary_rows({}, ["", "[UNK]", "great"], dim=4, size=3)
     assert not found.any() and not rows.any() and rows.shape == (3, 4)
 
 
