@@ -11,9 +11,9 @@ With `pretrain.architectures` empty (the default: on this machine the start did 
 docs/benchmarks.md) no vectors are learned and the files hold none.
 
 Reads data/validated/reviews.parquet, data/unlabelled.parquet and data/prepared/vocab.txt.
-Writes data/pretrained/vectors.npy (one row per vocabulary id, zeros where word2vec has no
-vector) and found.npy (which rows it has), metrics/pretrain.json and timings/pretrain.json, and
-logs them to an MLflow run tagged stage=pretrain.
+Writes data/pretrained/vectors.npy (one row per embedding row, prepare.vocab_size of them,
+zeros where word2vec has no vector) and found.npy (which rows it has), metrics/pretrain.json
+and timings/pretrain.json, and logs them to an MLflow run tagged stage=pretrain.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def main() -> None:
     tags = {"stage": "pretrain", "data_hash": tracking.data_hash(VALIDATED_PATH.parent)}
     with mlflow.start_run(run_name="pretrain", tags=tags):
         mlflow.log_params({f"pretrain.{k}": v for k, v in vars(params.pretrain).items()})
-        mlflow.log_metrics({**{k: v for k, v in summary.items()}, "seconds": seconds})
+        mlflow.log_metrics({**summary, "seconds": seconds})
     with atomic_path(PRETRAINED_DIR) as tmp:
         tmp.mkdir()
         np.save(tmp / VECTORS_FILE, rows)
