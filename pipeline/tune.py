@@ -54,6 +54,7 @@ from pipeline.core.training import best_epoch, compile_model, fit, start_embeddi
 log = logging.getLogger(__name__)
 
 STORAGE_DIR = Path("optuna")
+LOCK_GRACE_S = 30  # Optuna's default: no journal write takes that long
 STORAGE_ENV = "OPTUNA_STORAGE"
 TUNE_METRICS_DIR = Path("metrics/tune")
 KILLED_ATTR = "killed_trials"  # study user attribute: trials whose worker died mid-trial
@@ -143,12 +144,30 @@ def make_pruner(params: Params) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
+def journal_storage(path: Path) -> optuna.storages.JournalStorage:
+    """The journal at `path`, locked by a symlink that a worker killed while writing cannot
+    leave behind for good: after LOCK_GRACE_S untouched, the next worker takes the lock over.
+
+    Optuna's lock is a symlink to the journal, made with the path as given: a relative path makes
+    a link that dangles (it resolves beside the link), so its age cannot be read and a stale lock
+    is waited on forever. The path is made absolute, and a dangling lock (stale by construction)
+    is removed.
+    """
+    path = path.resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = Path(f"{path}.lock")
+    if lock.is_symlink() and not lock.exists():
+        log.warning("removed %s, a stale lock that points nowhere", lock)
+        lock.unlink(missing_ok=True)
+    journal = optuna.storages.journal
+    return optuna.storages.JournalStorage(journal.JournalFileBackend(
+        str(path), journal.JournalFileSymlinkLock(str(path), grace_period=LOCK_GRACE_S)))
+
+
 def open_storage(url: str) -> optuna.storages.BaseStorage:
     """A journal file for a plain path (safe for processes on one machine), else an RDB URL."""
     if "://" not in url:
-        Path(url).parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(
-            optuna.storages.journal.JournalFileBackend(str(url)))
+        return journal_storage(Path(url))
     if url.startswith(("postgresql://", "postgres://")):  # SQLAlchemy 2.1 would want psycopg 3
         url = "postgresql+psycopg2://" + url.split("://", 1)[1]
     for attempt in range(3):  # workers starting together race to create the tables

@@ -326,3 +326,26 @@ def test_another_schedule_names_a_new_study():
         params, train=dataclasses.replace(params.train, schedule=schedule)), "data")
         for schedule in ("plateau", "cosine")}
     assert len(names) == 2
+
+
+@pytest.mark.parametrize("held_by", ["an absolute path", "a relative path (earlier versions)"])
+def test_a_lock_left_by_a_worker_killed_mid_write_is_taken_over(tmp_path, monkeypatch, held_by):
+    """A worker SIGKILLed inside a journal write leaves Optuna's symlink lock behind; the next
+    worker must take it over, not wait forever (a relative lock target dangled, so its age was
+    never read and the wait had no end)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tune, "LOCK_GRACE_S", 3)
+    journal = Path("optuna/gru.journal")
+    journal.parent.mkdir()
+    journal.touch()
+    target = str(journal.resolve() if held_by == "an absolute path" else journal)
+    optuna.storages.journal.JournalFileSymlinkLock(target).acquire()  # never released
+    assert os.path.islink(f"{journal}.lock")
+
+    start = time.monotonic()
+    study = optuna.create_study(storage=tune.open_storage(str(journal)), study_name="s")
+    study.enqueue_trial({"x": 1.0})
+    assert time.monotonic() - start < 30  # Optuna's default grace would be 30 s at the least
+    assert not os.path.lexists(f"{journal}.lock")  # released after the write
+    reopened = load_study(tmp_path, str(tmp_path / journal))
+    assert reopened.study_name == "s" and len(reopened.trials) == 1
