@@ -32,7 +32,7 @@ from pipeline import UserError
 from pipeline.core import tracking
 from pipeline.core.bag_of_words import Nbsvm, clean
 from pipeline.core.config import NbsvmParams, TfidfParams, load_params
-from pipeline.core.data import split_reviews
+from pipeline.core.data import new_reviews, split_reviews
 from pipeline.core.io import atomic_path, write_json
 from pipeline.core.metrics import (
     classification_metrics,
@@ -103,7 +103,7 @@ def main(name: str) -> None:
     baseline_params = getattr(params.baselines, name, None)
     model = build_baseline(name, baseline_params, params.seed)  # refuses an unknown name
     splits = split_reviews(pd.read_parquet(INPUT_PATH), params.prepare.val_fraction,
-                           params.seed)
+                           params.seed, new_reviews(params.incoming.use))
     result = fit_and_predict(model, splits)
     test = splits["test"]
     scores, curves = score(test.label.to_numpy(), result["test"], params.evaluate, params.seed)

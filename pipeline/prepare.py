@@ -20,7 +20,7 @@ import pandas as pd
 import tensorflow as tf
 
 from pipeline.core.config import PrepareParams, load_params
-from pipeline.core.data import OOV, PAD, VOCAB_FILE, split_reviews, standardize
+from pipeline.core.data import OOV, PAD, VOCAB_FILE, new_reviews, split_reviews, standardize
 from pipeline.core.io import atomic_path, write_json
 from pipeline.core.paths import PREPARED_DIR, VALIDATED_PATH
 from pipeline.core.stage import stage_app
@@ -90,7 +90,8 @@ def main() -> None:
     params = load_params()
     prep: PrepareParams = params.prepare
     reviews = pd.read_parquet(INPUT_PATH)
-    splits = split_reviews(reviews, prep.val_fraction, params.seed)
+    splits = split_reviews(reviews, prep.val_fraction, params.seed,
+                           new_reviews(params.incoming.use))
     log.info("split: %s", {name: len(df) for name, df in splits.items()})
     vocabulary = learn_vocabulary(splits["train"].text.tolist(), prep.vocab_size)
     sequences = {name: encode(df.text.tolist(), vocabulary) for name, df in splits.items()}

@@ -30,7 +30,7 @@ import tensorflow as tf
 from pipeline import UserError
 from pipeline.core import tracking
 from pipeline.core.config import PretrainParams, load_params
-from pipeline.core.data import load_vocabulary, split_reviews, standardize
+from pipeline.core.data import load_vocabulary, new_reviews, split_reviews, standardize
 from pipeline.core.io import atomic_path, write_json
 from pipeline.core.paths import (
     PRETRAIN_METRICS_PATH,
@@ -88,7 +88,7 @@ def main() -> None:
         if not path.exists():
             raise UserError(f"{path} not found: run `dvc repro validate` first")
     splits = split_reviews(pd.read_parquet(VALIDATED_PATH), params.prepare.val_fraction,
-                           params.seed)
+                           params.seed, new_reviews(params.incoming.use))
     texts = [*splits["train"].text, *splits["val"].text,
              *pd.read_parquet(UNLABELLED_PATH).text]
     vocabulary = load_vocabulary()

@@ -20,10 +20,9 @@ from pathlib import Path
 
 import pandas as pd
 import pandera.pandas as pa
-from pandera.errors import SchemaErrors
 
-from pipeline import UserError
 from pipeline.core.config import ValidateParams, load_params
+from pipeline.core.expectations import ValidationError, failures, normalize, word_counts
 from pipeline.core.io import atomic_path, write_json, write_parquet
 from pipeline.core.paths import REVIEWS_PATH, VALIDATED_PATH
 from pipeline.core.stage import stage_app
@@ -34,7 +33,6 @@ DUPLICATES_PATH = Path("data/validated/duplicates.csv")
 VALIDATION_REPORT_PATH = Path("metrics/validation.json")
 SPLITS = ("train", "test")
 POSITIVE_MIN_RATING, NEGATIVE_MAX_RATING = 7, 4  # how Maas et al. labelled IMDB
-SHOWN_ROWS = 5
 
 # Expectation names, as they appear in error messages and in metrics/validation.json.
 NOT_EMPTY = "no empty review"
@@ -59,22 +57,6 @@ def _columns(*names: str):
 SHOWN = {LENGTH: lambda rows: [f"{n} words" for n in word_counts(rows.text)],
          RATING_AGREES: _columns("label", "rating"), COPIES_AGREE: _columns("label"),
          UNIQUE_ID: _columns("split", "label", "id")}
-
-
-class ValidationError(UserError):
-    """The reviews table violates an expectation."""
-
-
-def normalize(texts: pd.Series) -> pd.Series:
-    """Near-duplicate key: lowercase, HTML tags dropped, runs of non-alphanumerics -> one space."""
-    return (texts.str.lower()
-            .str.replace(r"<[^>]*>", " ", regex=True)
-            .str.replace(r"[\W_]+", " ", regex=True)
-            .str.strip())
-
-
-def word_counts(texts: pd.Series) -> pd.Series:
-    return texts.str.split().str.len().fillna(0).astype(int)
 
 
 def review_schema(params: ValidateParams) -> pa.DataFrameSchema:
@@ -138,45 +120,15 @@ def row_keys(reviews: pd.DataFrame) -> pd.Series:
 
 def check_expectations(reviews: pd.DataFrame, params: ValidateParams) -> dict[str, bool]:
     """Raise ValidationError naming each violated expectation; else return each one's result."""
-    failures = _failures(review_schema(params), reviews, row_keys(reviews), reviews)
-    if not failures:  # split-level checks only make sense on a well-formed table
+    found = failures(review_schema(params), reviews, row_keys(reviews), reviews, SHOWN)
+    if not found:  # split-level checks only make sense on a well-formed table
         summary = split_summary(reviews)
-        failures = _failures(split_schema(params), summary, summary.index.to_series(), None)
-    if failures:
-        raise ValidationError(f"{REVIEWS_PATH} fails validation: " + "; ".join(failures))
+        found = failures(split_schema(params), summary, summary.index.to_series())
+    if found:
+        raise ValidationError(f"{REVIEWS_PATH} fails validation: " + "; ".join(found))
     names = [IDS, SPLIT_NAMES, LABELS, RATINGS, MOVIE_IDS, NOT_EMPTY, LENGTH, RATING_AGREES,
              COPIES_AGREE, UNIQUE_ID, BALANCE, MEDIAN_LENGTH]
     return dict.fromkeys(names, True)
-
-
-def _failures(schema: pa.DataFrameSchema, frame: pd.DataFrame, keys: pd.Series,
-              table: pd.DataFrame | None) -> list[str]:
-    try:
-        schema.validate(frame, lazy=True)
-    except SchemaErrors as err:
-        cases = err.failure_cases
-    else:
-        return []
-    messages = []
-    for check, group in cases.groupby("check", sort=False, dropna=False):
-        rows = pd.unique(group["index"].dropna())
-        if check in SHOWN and table is not None:
-            observed = SHOWN[check](table.loc[rows[:SHOWN_ROWS]])
-        else:
-            observed = [_short(v) for v in pd.unique(group.failure_case)[:SHOWN_ROWS]]
-        column = group.column.dropna().unique()
-        where = f" (column {column[0]})" if len(column) == 1 else ""
-        text = f"expectation '{check}'{where} failed: observed {', '.join(observed)}"
-        if len(rows):
-            text += (f" in {len(rows)} row(s): {', '.join(map(str, keys.loc[rows[:SHOWN_ROWS]]))}"
-                     + (", ..." if len(rows) > SHOWN_ROWS else ""))
-        messages.append(text)
-    return messages
-
-
-def _short(value, width: int = 40) -> str:
-    text = repr(value) if isinstance(value, str) else str(value)
-    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 def duplicate_counts(reviews: pd.DataFrame, key: pd.Series) -> dict[str, int]:

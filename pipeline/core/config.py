@@ -198,6 +198,17 @@ class BaselinesParams:
     nbsvm: NbsvmParams
 
 
+@_schema("incoming")
+class IncomingParams:
+    """New labelled reviews (data/incoming, checked by the `intake` stage)."""
+
+    use: Annotated[Literal["train", "report"], Field(
+        description="'train' (added to the fit part of the training split) or 'report' "
+                    "(checked and reported, not learned from)")] = "train"
+    drift_p_value: Annotated[Float, Field(
+        gt=0, lt=1, description="between 0 and 1 (a test's significance level)")] = 0.01
+
+
 @_schema("hybrid")
 class HybridParams:
     recurrent: Annotated[Str, Field(min_length=1, description="an architecture's name")] = (
@@ -339,6 +350,7 @@ class Params:
     seed: Int
     download: DownloadParams
     validate: ValidateParams
+    incoming: IncomingParams
     prepare: PrepareParams
     train: TrainParams
     evaluate: EvaluateParams

@@ -13,7 +13,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from pipeline import UserError
 from pipeline.core.config import PrepareParams
-from pipeline.core.paths import PREPARED_DIR
+from pipeline.core.paths import INCOMING_PATH, PREPARED_DIR
 
 VOCAB_FILE = "vocab.txt"
 PAD, OOV = 0, 1
@@ -29,8 +29,12 @@ def standardize(text: tf.Tensor) -> tf.Tensor:
     return tf.strings.regex_replace(text, r"[^\p{L}\p{N}]+", " ")
 
 
-def split_reviews(reviews: pd.DataFrame, val_fraction: float, seed: int) -> dict[str, pd.DataFrame]:
+def split_reviews(reviews: pd.DataFrame, val_fraction: float, seed: int,
+                  new: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
     """{"train": the fit part, "val": validation, "test": the test split, untouched}.
+
+    `new` (see `new_reviews`) is appended to the fit part, after the archive's own reviews:
+    validation and test stay the same whatever arrives, so scores stay comparable over time.
 
     IMDB's train and test splits share no movie, so the test accuracy is measured on movies
     the model never saw. A validation set drawn review by review would share about 1,900
@@ -58,8 +62,24 @@ def split_reviews(reviews: pd.DataFrame, val_fraction: float, seed: int) -> dict
                         f"(prepare.val_fraction {val_fraction}): too few training reviews")
     folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     fit_rows, val_rows = next(folds.split(train, train.label, groups=movies))
-    return {"train": train.iloc[np.sort(fit_rows)], "val": train.iloc[np.sort(val_rows)],
+    fit = train.iloc[np.sort(fit_rows)]
+    if new is not None and len(new):
+        fit = pd.concat([fit, new[fit.columns]], ignore_index=True)
+    return {"train": fit, "val": train.iloc[np.sort(val_rows)],
             "test": reviews[reviews.split == "test"]}
+
+
+def new_reviews(use: str, path: Path = INCOMING_PATH) -> pd.DataFrame | None:
+    """The new labelled reviews the intake stage accepted, shaped like the archive's rows
+    (ids -1, -2, ... and rating 0 mark them), when incoming.use is 'train'; else None. A
+    project whose intake stage never ran (no file) has none."""
+    if use != "train" or not path.exists():
+        return None
+    accepted = pd.read_parquet(path)
+    return pd.DataFrame({
+        "id": -np.arange(1, len(accepted) + 1, dtype="int64"), "split": "train",
+        "label": accepted.label.astype("int8"), "rating": 0,  # no rating, no movie
+        "movie_id": "", "text": accepted.text})
 
 
 def load_split(name: str, prepared_dir: Path = PREPARED_DIR) -> tuple[np.ndarray, np.ndarray]:

@@ -7,6 +7,9 @@ from pathlib import Path
 REVIEWS_PATH = Path("data/reviews.parquet")
 UNLABELLED_PATH = Path("data/unlabelled.parquet")
 VALIDATED_PATH = Path("data/validated/reviews.parquet")
+INCOMING_DIR = Path("data/incoming")  # new labelled reviews arrive here (.csv, .jsonl)
+INCOMING_PATH = Path("data/validated/incoming.parquet")  # those the intake stage accepted
+INCOMING_METRICS_PATH = Path("metrics/incoming.json")  # counts and drift of the new reviews
 PREPARED_DIR = Path("data/prepared")
 PRETRAINED_DIR = Path("data/pretrained")  # word vectors per vocabulary row (stage pretrain)
 PRETRAIN_METRICS_PATH = Path("metrics/pretrain.json")

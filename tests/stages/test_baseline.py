@@ -14,7 +14,7 @@ from pipeline.baseline import INPUT_PATH, build_baseline, feature_count, fit_and
 from pipeline.core.bag_of_words import clean, log_count_ratios
 from pipeline.core.config import NbsvmParams, TfidfParams, load_params
 from pipeline.core.data import split_reviews
-from pipeline.core.paths import BASELINE_NAMES
+from pipeline.core.paths import BASELINE_NAMES, INCOMING_PATH
 
 
 def synthetic_reviews(per_label: int = 60) -> pd.DataFrame:
@@ -81,4 +81,5 @@ def test_baseline_reads_the_same_table_as_prepare():
     stages = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
     tables = {name: {d for d in (stage.get("do") or stage)["deps"] if d.endswith(".parquet")}
               for name, stage in stages.items() if name in ("prepare", "baseline")}
-    assert tables["prepare"] == tables["baseline"] == {INPUT_PATH.as_posix()}
+    assert tables["prepare"] == tables["baseline"] == {INPUT_PATH.as_posix(),
+                                                       INCOMING_PATH.as_posix()}
