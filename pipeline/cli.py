@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -128,13 +129,29 @@ def predict(
 def retrain(
     base: Annotated[str, typer.Option(
         help="Git revision whose committed metrics this run is compared with.")] = "main",
+    architecture: Annotated[list[str] | None, typer.Option(
+        help="Run only this architecture's stages (repeatable), and push them with DVC's run "
+             "cache: one job of a fan-out. A later `imdb retrain` without it restores them "
+             "from the run cache and runs the report and the promotion.")] = None,
+    list_architectures: Annotated[bool, typer.Option(
+        "--list-architectures",
+        help="Print params.yaml's architectures as a JSON list (the fan-out's job matrix) "
+             "and exit.")] = False,
 ) -> None:
     """dvc pull, dvc repro, dvc push; then report the metrics diff and the champion decision.
 
-    What the scheduled workflow runs. The summary is printed, and appended to
+    What the scheduled workflow runs, on one machine or fanned out over several
+    (docs/operations.md#fanning-out). The summary is printed, and appended to
     $GITHUB_STEP_SUMMARY when that is set.
     """
     try:
+        if list_architectures:
+            typer.echo(json.dumps(retraining.architectures()))
+            return
+        if architecture:
+            run = retraining.retrain_architectures(architecture)
+            retraining.publish(retraining.architectures_summary(run))
+            return
         outcome = retraining.retrain(base)
     except UserError as err:
         typer.echo(f"error: {err}", err=True)

@@ -71,7 +71,8 @@ def reproduced_project(reproduced_projects) -> tuple[Path, dict, str]:
 # The longest groups are collected first, so they start first. (tryfirst: xdist reads the groups
 # in its own hook.)
 REPRO_FILES = ("test_pipeline_e2e.py", "test_reproducible.py", "test_stage_kills.py")
-LONG_FILES = (*REPRO_FILES, "test_retrain_e2e.py", "test_tune.py", "test_tracking_server.py")
+LONG_FILES = (*REPRO_FILES, "test_retrain_e2e.py", "test_fan_out.py", "test_tune.py",
+              "test_tracking_server.py")
 
 
 @pytest.hookimpl(tryfirst=True)

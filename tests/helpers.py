@@ -102,8 +102,9 @@ def copy_project(root: Path) -> Path:
     from pipeline.core.config import write_params
 
     root.mkdir(parents=True, exist_ok=True)
-    for name in ("pipeline", "dvc.yaml", ".gitignore", ".dvcignore"):
+    for name in ("pipeline", "dvc.yaml", ".gitignore", ".dvcignore", "data/incoming/README.md"):
         source = PROJECT_ROOT / name
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
         if source.is_dir():
             shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:

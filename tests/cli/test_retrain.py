@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 import pytest
+import yaml
+from helpers import PROJECT_ROOT
 from typer.testing import CliRunner
 
+from pipeline import retrain as retraining
 from pipeline.cli import app
 from pipeline.retrain import Outcome, error_line, stages_in, summary_markdown
 
@@ -83,3 +87,97 @@ def test_a_failing_stage_stops_it_with_the_command_and_dvcs_error(tmp_path, monk
     assert "error: `dvc repro` failed (exit 255): ERROR: failed to reproduce 'broken'" in \
         result.output
     assert "Champion" not in result.output
+
+
+# --- Fanning out: `imdb retrain --list-architectures` and `--architecture` -----------------
+
+STAGE_LIST = """\
+download
+prepare
+tune@gru
+tune@lstm
+train@gru
+train@lstm
+baseline@nbsvm
+export@gru
+report
+sequence_length@gru
+sequence_length_summary
+"""
+
+
+@pytest.fixture
+def fan_out_project(tmp_path, monkeypatch):
+    """A directory with a dvc.yaml and params.yaml listing gru and lstm; `dvc stage list`
+    answers STAGE_LIST."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    (tmp_path / "params.yaml").write_text("architectures: [gru, lstm]\n")
+    calls = []
+
+    def dvc(*args, echo=True):
+        calls.append(args)
+        assert args == ("stage", "list", "--name-only")
+        return STAGE_LIST
+
+    monkeypatch.setattr(retraining, "dvc", dvc)
+    return calls
+
+
+def test_list_architectures_prints_params_yamls_as_json(fan_out_project):
+    result = CliRunner().invoke(app, ["retrain", "--list-architectures"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == ["gru", "lstm"]
+
+
+@pytest.mark.parametrize("listed", ["gru", "[]", "[gru, 3]"])
+def test_list_architectures_refuses_a_list_that_is_not_one(fan_out_project, tmp_path, listed):
+    (tmp_path / "params.yaml").write_text(f"architectures: {listed}\n")
+    result = CliRunner().invoke(app, ["retrain", "--list-architectures"])
+    assert result.exit_code == 1
+    assert "params.yaml `architectures` must be a non-empty list of architecture names" in \
+        result.output
+
+
+def test_an_architectures_stages_are_every_stage_at_its_name(fan_out_project):
+    assert retraining.architecture_stages(["gru"]) == [
+        "tune@gru", "train@gru", "export@gru", "sequence_length@gru"]
+    assert retraining.architecture_stages(["lstm", "gru"]) == [
+        "tune@gru", "tune@lstm", "train@gru", "train@lstm", "export@gru", "sequence_length@gru"]
+
+
+def test_an_architecture_params_yaml_does_not_list_is_refused_naming_those_it_does(
+        fan_out_project):
+    result = CliRunner().invoke(app, ["retrain", "--architecture", "gru",
+                                      "--architecture", "nbsvm"])
+    assert result.exit_code == 1
+    assert "error: --architecture nbsvm: not in params.yaml `architectures` (gru, lstm)" in \
+        result.output
+    assert fan_out_project == []  # refused before DVC ran
+
+
+def test_summary_of_a_fan_out_job_leaves_the_champion_to_the_report_job():
+    run = retraining.ArchitectureRun(["gru"], "storage", ["train@gru"], ["prepare"])
+    text = retraining.architectures_summary(run)
+    assert text.startswith("## Retraining `gru`")
+    assert "DVC remote `storage`, with the run cache" in text
+    assert "Stages run: `train@gru`. Restored from DVC's run cache: `prepare`." in text
+    assert "left to the report job" in text
+    alone = retraining.architectures_summary(retraining.ArchitectureRun(["gru"], None))
+    assert "No DVC remote is configured" in alone and "Stages run: none." in alone
+
+
+# The foreach groups whose stages a fan-out job runs (one per architecture).
+PER_ARCHITECTURE = {"${architectures}", "${lessons.sequence_architectures}",
+                    "${lessons.gradient_architectures}"}
+
+
+def test_every_stage_of_an_architecture_can_be_restored_from_the_run_cache():
+    """DVC 3 saves no run-cache entry for a stage with an `outs` entry marked `cache: false`
+    (metrics and plots may be): the report job would run such a stage again, and a tune stage
+    would repeat its whole study. Declare such files under `metrics:` or `plots:`."""
+    stages = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
+    uncached = {name: [path for out in stage["do"].get("outs", []) if isinstance(out, dict)
+                       for path, options in out.items() if options.get("cache") is False]
+                for name, stage in stages.items() if stage.get("foreach") in PER_ARCHITECTURE}
+    assert uncached and {name: paths for name, paths in uncached.items() if paths} == {}

@@ -13,9 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
-from helpers import build_archive, copy_project
+from helpers import build_archive, copy_project, labelled_reviews
 from mlflow.tracking import MlflowClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -153,3 +154,90 @@ def test_worse_model_is_registered_but_does_not_move_the_champion(project):
     assert registry(project) == (champion, versions + 1)
     assert "Champion: **not moved**" in log
     assert "metrics/eval/conv1d.json" in log  # the accuracy drop, against main
+
+
+def add_batch(project, name: str, batch: pd.DataFrame) -> Path:
+    """A batch of new labelled reviews as it arrives: a file in data/incoming, tracked by DVC."""
+    root, env, _ = project
+    path = root / "data/incoming" / name
+    batch.to_csv(path, index=False)
+    run(["dvc", "add", "-q", str(path.relative_to(root))], root, env)
+    return path
+
+
+def refused(project) -> str:
+    """`imdb retrain`, which must fail; its output (DVC's on stdout, the error on stderr)."""
+    root, env, _ = project
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "retrain"], cwd=root, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1, result.stdout + result.stderr
+    return result.stdout + result.stderr
+
+
+def test_new_labelled_reviews_are_checked_learned_from_and_reported(project):
+    root, env, base = project
+    set_params(root, lambda params: params["models"]["conv1d"].update(learning_rate=0.01))
+    run(["git", "commit", "-qam", "the learning rate that works"], root, env)
+    before = registry(project)
+    new = labelled_reviews(40, seed=99).rename(columns={"review": "text"})
+    add_batch(project, "2026-12.csv", new)
+    (base / "summary.md").unlink()
+    log = retrain(project)
+    for stage in ("intake", "prepare", "train@conv1d", "baseline@nbsvm", "report", "promote"):
+        assert f"Running stage '{stage}'" in log
+    intake = json.loads((root / "metrics/incoming.json").read_text())
+    assert (intake["received"], intake["accepted"], intake["use"]) == (40, 40, "train")
+    assert set(intake["drift"]) == {"label", "length", "oov", "drifted"}
+    data = json.loads((root / "metrics/data.json").read_text())
+    assert data["train"]["reviews"] == 40 + json.loads(
+        run(["git", "show", "HEAD:metrics/data.json"], root, env))["train"]["reviews"]
+
+    summary = (base / "summary.md").read_text()
+    assert "Received 40 in 1 file(s); accepted 40" in summary
+    assert f"The champion before retraining, `{MODEL}` version {before[0]}, scores" in summary
+    assert "| positive share | 0.500 |" in summary and "| median words |" in summary
+    assert "| model | test accuracy at `main` | this run | change |" in summary
+    assert "| conv1d |" in summary and "| nbsvm |" in summary
+    decision = promotion(root)
+    moved = registry(project)[0] != before[0]
+    assert decision["promoted"] == moved  # the alias moved only if the gate passed
+    assert ("Champion: **moved**" if moved else "Champion: **not moved**") in summary
+    run(["git", "add", "-A"], root, env)
+    run(["git", "commit", "-qm", "retrained on new reviews"], root, env)
+
+    # Nothing new since: the next scheduled run runs nothing.
+    again = retrain(project)
+    assert "Running stage" not in again and "Nothing changed: no stage ran" in again
+
+
+@pytest.mark.parametrize("bad", ["a test review", "a label that is not 0 or 1"])
+def test_a_bad_batch_is_refused_in_one_line_and_changes_nothing(project, bad):
+    root, env, _ = project
+    reviews = pd.read_parquet(root / "data/reviews.parquet")
+    if bad == "a test review":
+        test = reviews[reviews.split == "test"].iloc[3]
+        batch = pd.DataFrame({"text": ["A fine new film, well acted and well made.", test.text],
+                              "label": [1, test.label]})
+        expected = (f"expectation 'no copy of a test review' failed in 1 row(s): "
+                    f"data/incoming/bad.csv row 2 (= test/{'pos' if test.label else 'neg'}/"
+                    f"{test.id})")
+    else:
+        batch = pd.DataFrame({"text": ["A fine new film, well acted and well made."],
+                              "label": ["positive"]})
+        expected = ("new reviews fail validation: expectation 'labels in {0, 1}' (column label) "
+                    "failed: observed 'positive' in 1 row(s): data/incoming/bad.csv row 1")
+    champion = registry(project)
+    lock, model = (root / "dvc.lock").read_bytes(), (root / "models/conv1d/model.keras")
+    stamp = model.stat().st_mtime_ns
+    path = add_batch(project, "bad.csv", batch)
+    error = refused(project)
+    (line,) = [line for line in error.splitlines() if line.startswith("error: ")]
+    assert line.startswith("error: `dvc repro --pull intake` failed (exit 255): ")
+    assert expected in line
+    assert "Running stage 'prepare'" not in error
+    assert registry(project) == champion
+    assert (root / "dvc.lock").read_bytes() == lock and model.stat().st_mtime_ns == stamp
+    path.unlink()
+    Path(f"{path}.dvc").unlink()
+    run(["git", "checkout", "--", "data/incoming/.gitignore"], root, env)  # `dvc add` listed it
+    assert "Running stage" not in retrain(project)  # with the batch gone, nothing to do

@@ -61,10 +61,61 @@ def test_retrain_runs_weekly_and_on_demand_through_imdb_retrain():
     assert workflow["concurrency"]["cancel-in-progress"] is False
     runs = [step.get("run", "") for step in steps(workflow)]
     assert any("imdb retrain" in run for run in runs)
-    checkout = next(s for s in steps(workflow) if s.get("uses", "").startswith("actions/checkout"))
+    report = workflow["jobs"]["report"]["steps"]
+    checkout = next(s for s in report if s.get("uses", "").startswith("actions/checkout"))
     assert checkout["with"]["fetch-depth"] == 0  # the base revision for `dvc metrics diff`
-    python = next(s for s in steps(workflow) if s.get("uses", "").startswith("actions/setup-"))
-    assert python["with"]["cache"] == "pip"
+    pythons = [s for s in steps(workflow) if s.get("uses", "").startswith("actions/setup-")]
+    assert len(pythons) == len(workflow["jobs"])
+    assert all(python["with"]["cache"] == "pip" for python in pythons)
+
+
+def retrain_step(job: dict) -> dict:
+    """The job's one step that runs `imdb retrain`."""
+    [step] = [step for step in job["steps"] if "imdb retrain" in step.get("run", "")]
+    return step
+
+
+def test_retrain_fans_out_one_job_per_architecture_of_params_yaml():
+    jobs = load("retrain.yml")["jobs"]
+    assert list(jobs) == ["plan", "train", "report"]
+    plan, train, report = jobs.values()
+    # plan: params.yaml's architectures, as a JSON list in its output
+    listing = retrain_step(plan)
+    assert "imdb retrain --list-architectures" in listing["run"]
+    assert '>> "$GITHUB_OUTPUT"' in listing["run"]
+    assert plan["outputs"]["architectures"] == \
+        f"${{{{ steps.{listing['id']}.outputs.architectures }}}}"
+    # train: the matrix reads that list; each job trains its architecture, none stops the rest
+    assert train["needs"] == "plan"
+    assert train["strategy"]["matrix"] == {
+        "architecture": "${{ fromJSON(needs.plan.outputs.architectures) }}"}
+    assert train["strategy"]["fail-fast"] is False
+    training = retrain_step(train)
+    assert training["env"]["ARCHITECTURE"] == "${{ matrix.architecture }}"
+    assert training["run"].rstrip().endswith('imdb retrain --architecture "$ARCHITECTURE"')
+    # report: after every train job, the whole pipeline (restored from the run cache) and the
+    # promotion; only it commits
+    assert report["needs"] == "train"
+    assert retrain_step(report)["run"].rstrip().endswith('imdb retrain --base "$BASE"')
+    commits = [name for name, job in jobs.items()
+               if any("git push" in step.get("run", "") for step in job["steps"])]
+    assert commits == ["report"]
+
+
+def test_retrain_jobs_refuse_to_run_without_the_shared_remote_and_tracking_server():
+    jobs = load("retrain.yml")["jobs"]
+    for name in ("train", "report"):
+        step = retrain_step(jobs[name])
+        script = step["run"]
+        guards = (script.index("dvc remote default"), script.index('-z "$MLFLOW_TRACKING_URI"'))
+        assert max(guards) < script.index("imdb retrain"), f"{name}: guard after the work"
+        assert script.count("exit 1") == 2
+        assert step["env"]["MLFLOW_TRACKING_URI"] == "${{ secrets.MLFLOW_TRACKING_URI }}"
+        assert step["env"]["AWS_ACCESS_KEY_ID"] == "${{ secrets.AWS_ACCESS_KEY_ID }}"
+    # the secrets reach only the steps that pull, train, push and promote
+    with_secrets = [(name, step.get("name")) for name, job in jobs.items()
+                    for step in job["steps"] if "secrets." in str(step.get("env", {}))]
+    assert with_secrets == [("train", "Train"), ("report", "Report and promote")]
 
 
 def test_tests_run_on_push_and_pull_request_through_ci_run():
