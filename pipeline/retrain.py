@@ -151,12 +151,12 @@ def retrain(base: str = "main") -> Outcome:
     if remote is not None:
         # --allow-missing: a first run, against an empty remote, has nothing to pull yet.
         dvc("pull", "--allow-missing")
-    checked = []
+    checked, checked_restored = [], []
     if has_stage(INTAKE_STAGE):  # a bad batch of new reviews stops here, before any training
-        checked, _ = repro(remote, INTAKE_STAGE)
+        checked, checked_restored = repro(remote, INTAKE_STAGE)
     champion = new_data.champion_on_new_reviews()
     ran, restored = repro(remote)
-    ran = [*checked, *(stage for stage in ran if stage not in checked)]
+    ran, restored = in_order(checked, ran), in_order(checked_restored, restored)
     if remote is not None:
         push(ran)
     decision = read_json(PROMOTION_FILE) if PROMOTE_STAGE in ran else None
@@ -164,6 +164,11 @@ def retrain(base: str = "main") -> Outcome:
     table = new_data.before_after_markdown(new_data.before_after(base), base)
     return Outcome(remote, ran, restored, decision, base, diff, diff_error,
                    new_data.intake_report(), champion, table)
+
+
+def in_order(*stage_lists: list[str]) -> list[str]:
+    """The stages of all lists, each once, in the order first named."""
+    return list(dict.fromkeys(stage for stages in stage_lists for stage in stages))
 
 
 def has_stage(name: str) -> bool:
