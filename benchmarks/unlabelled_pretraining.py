@@ -33,7 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.training_throughput import machine, markdown  # noqa: E402
 from pipeline.core.batching import predict_proba  # noqa: E402
 from pipeline.core.config import load_params  # noqa: E402
-from pipeline.core.data import load_split, load_vocabulary, split_reviews  # noqa: E402
+from pipeline.core.data import (  # noqa: E402
+    load_split,
+    load_vocabulary,
+    split_reviews,
+    tokenized,  # noqa: E402
+)
 from pipeline.core.io import atomic_path, read_json  # noqa: E402
 from pipeline.core.models import build_model  # noqa: E402
 from pipeline.core.paths import (  # noqa: E402
@@ -45,7 +50,6 @@ from pipeline.core.paths import (  # noqa: E402
 )
 from pipeline.core.stacking import blend, fit_blend  # noqa: E402
 from pipeline.core.training import compile_model, final_model_params, fit  # noqa: E402
-from pipeline.pretrain import tokenized  # noqa: E402
 from pipeline.serving.text_model import predict_texts  # noqa: E402
 
 OUT = Path("benchmarks/results/unlabelled_pretraining")

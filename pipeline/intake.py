@@ -35,13 +35,16 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
-import tensorflow as tf
 from scipy import stats
 
 from pipeline.core import tracking
 from pipeline.core.config import IncomingParams, Params, ValidateParams, load_params
-from pipeline.core.data import standardize
+from pipeline.core.data import tokenized
 from pipeline.core.expectations import (
+    COPIES_AGREE,
+    LABELS,
+    LENGTH,
+    NOT_EMPTY,
     ValidationError,
     failures,
     normalize,
@@ -73,13 +76,9 @@ class _Null:
 
 NULL = _Null()
 
-# Expectation names, as error messages and metrics/incoming.json show them.
+# Expectation names of intake's own checks (the shared ones: pipeline/core/expectations.py).
 TEXT_STRING = "text is a string"
-NOT_EMPTY = "no empty review"
-LENGTH = "review length within [min_words, max_words]"
-LABELS = "labels in {0, 1}"
 NOT_TEST = "no copy of a test review"
-COPIES_AGREE = "copies of a review share one label"
 
 
 def batch_files(folder: Path = INCOMING_DIR) -> list[Path]:
@@ -208,18 +207,12 @@ def training_vocabulary(texts: pd.Series, size: int) -> set[str]:
     """The `size` - 2 most frequent words of `texts` (ids 0 and 1 are padding and OOV), as
     prepare's vocabulary counts them."""
     return {word for word, _ in Counter(
-        word for text in standardized(texts) for word in text.split()).most_common(size - 2)}
-
-
-def standardized(texts: pd.Series, batch: int = 2048) -> list[str]:
-    values = texts.tolist()
-    return [t.decode("utf-8") for start in range(0, len(values), batch)
-            for t in standardize(tf.constant(values[start:start + batch])).numpy()]
+        word for words in tokenized(texts.tolist()) for word in words).most_common(size - 2)}
 
 
 def oov_rate(texts: pd.Series, vocabulary: set[str]) -> float:
-    words = [w for text in standardized(texts) for w in text.split()]
-    return round(sum(w not in vocabulary for w in words) / max(len(words), 1), 4)
+    words = [word for words in tokenized(texts.tolist()) for word in words]
+    return round(sum(word not in vocabulary for word in words) / max(len(words), 1), 4)
 
 
 def drift(new: pd.DataFrame, reviews: pd.DataFrame, params: Params) -> dict:

@@ -25,12 +25,11 @@ import zlib
 import mlflow
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
 from pipeline import UserError
 from pipeline.core import tracking
 from pipeline.core.config import PretrainParams, load_params
-from pipeline.core.data import load_vocabulary, new_reviews, split_reviews, standardize
+from pipeline.core.data import load_vocabulary, new_reviews, split_reviews, tokenized
 from pipeline.core.io import atomic_path, write_json
 from pipeline.core.paths import (
     PRETRAIN_METRICS_PATH,
@@ -49,14 +48,6 @@ def stable_hash(text: str) -> int:
     """gensim seeds each word's start vector with a hash of it: Python's own `hash` changes
     with PYTHONHASHSEED, this one does not."""
     return zlib.crc32(text.encode("utf-8"))
-
-
-def tokenized(texts: list[str], batch: int = 2000) -> list[list[str]]:
-    sentences = []
-    for start in range(0, len(texts), batch):
-        tokens = tf.strings.split(standardize(tf.constant(texts[start:start + batch])))
-        sentences += [[t.decode("utf-8") for t in review] for review in tokens.to_list()]
-    return sentences
 
 
 def word_vectors(sentences: list[list[str]], params: PretrainParams, seed: int):

@@ -22,7 +22,16 @@ import pandas as pd
 import pandera.pandas as pa
 
 from pipeline.core.config import ValidateParams, load_params
-from pipeline.core.expectations import ValidationError, failures, normalize, word_counts
+from pipeline.core.expectations import (
+    COPIES_AGREE,
+    LABELS,
+    LENGTH,
+    NOT_EMPTY,
+    ValidationError,
+    failures,
+    normalize,
+    word_counts,
+)
 from pipeline.core.io import atomic_path, write_json, write_parquet
 from pipeline.core.paths import REVIEWS_PATH, VALIDATED_PATH
 from pipeline.core.stage import stage_app
@@ -34,15 +43,12 @@ VALIDATION_REPORT_PATH = Path("metrics/validation.json")
 SPLITS = ("train", "test")
 POSITIVE_MIN_RATING, NEGATIVE_MAX_RATING = 7, 4  # how Maas et al. labelled IMDB
 
-# Expectation names, as they appear in error messages and in metrics/validation.json.
-NOT_EMPTY = "no empty review"
-LENGTH = "review length within [min_words, max_words]"
+# Expectation names, as they appear in error messages and in metrics/validation.json
+# (those intake checks too are in pipeline/core/expectations.py).
 RATING_AGREES = "rating consistent with label (positive >= 7, negative <= 4)"
-COPIES_AGREE = "copies of a review share one label"
 UNIQUE_ID = "one review per split, label and id"
 BALANCE = "class balance within 0.5 +- balance_tolerance"
 MEDIAN_LENGTH = "median review length within median_words"
-LABELS = "labels in {0, 1}"
 RATINGS = "ratings in 1..10"
 SPLIT_NAMES = "split is train or test"
 IDS = "ids >= 0"

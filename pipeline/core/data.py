@@ -29,6 +29,15 @@ def standardize(text: tf.Tensor) -> tf.Tensor:
     return tf.strings.regex_replace(text, r"[^\p{L}\p{N}]+", " ")
 
 
+def tokenized(texts: list[str], batch: int = 2000) -> list[list[str]]:
+    """Each text's words as `standardize` and prepare's vocabulary see them."""
+    sentences = []
+    for start in range(0, len(texts), batch):
+        tokens = tf.strings.split(standardize(tf.constant(texts[start:start + batch])))
+        sentences += [[t.decode("utf-8") for t in review] for review in tokens.to_list()]
+    return sentences
+
+
 def split_reviews(reviews: pd.DataFrame, val_fraction: float, seed: int,
                   new: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
     """{"train": the fit part, "val": validation, "test": the test split, untouched}.

@@ -14,6 +14,13 @@ from pipeline import UserError
 
 SHOWN_ROWS = 5
 
+# Expectations that validate (the archive) and intake (new reviews) both check, as error
+# messages and metrics name them.
+NOT_EMPTY = "no empty review"
+LENGTH = "review length within [min_words, max_words]"
+LABELS = "labels in {0, 1}"
+COPIES_AGREE = "copies of a review share one label"
+
 
 class ValidationError(UserError):
     """Reviews violate an expectation."""

@@ -13,9 +13,10 @@ from helpers import NEGATIVE, POSITIVE, PROJECT_ROOT, synthetic_review
 
 from pipeline import UserError
 from pipeline.core.config import PretrainParams, load_params
+from pipeline.core.data import tokenized
 from pipeline.core.models import build_model
 from pipeline.core.training import FOUND_FILE, VECTORS_FILE, start_embedding
-from pipeline.pretrain import stable_hash, tokenized, vocabulary_rows, word_vectors
+from pipeline.pretrain import stable_hash, vocabulary_rows, word_vectors
 
 SMALL = load_params(PROJECT_ROOT / "params.small.yaml")
 PARAMS = dataclasses.replace(SMALL, pretrain=dataclasses.replace(SMALL.pretrain,
