@@ -169,3 +169,45 @@ def test_a_gap_survives_only_when_the_ci_order_agrees_with_the_mean_order(cis, v
                        "ci_low": worse_low, "ci_high": worse_high})
     text = seed_spread.comparison(better, worse)
     assert f"; {verdict}" in text and text.endswith("survives both" if survives else "not robust")
+
+
+LEVERS = PROJECT_ROOT / "benchmarks" / "recurrent_levers.py"
+
+
+def test_masked_pooling_leaves_the_padding_out():
+    levers = load_script(LEVERS)
+    states = np.array([[[9.0, -9.0], [1.0, 2.0], [3.0, -1.0]]], dtype="float32")
+    mask = np.array([[False, True, True]])
+    pooled = {mode: np.asarray(levers.MaskedPooling(mode)(states, mask=mask))
+              for mode in ("max", "mean")}
+    assert pooled["max"] == pytest.approx(np.array([[3.0, 2.0]]))
+    assert pooled["mean"] == pytest.approx(np.array([[2.0, 0.5]]))
+
+
+@pytest.mark.parametrize("pooling, bidirectional", [("maxmean", False), ("attention", True),
+                                                    ("max", False), ("mean", True)])
+def test_a_pooled_rnn_scores_a_review_the_same_whatever_its_padding(pooling, bidirectional):
+    levers = load_script(LEVERS)
+    model = levers.PooledRNN(30, 4, 3, 0.0, pooling, bidirectional)
+    short = np.array([[0, 0, 5, 7, 9], [0, 3, 4, 5, 6]], dtype="int32")
+    wide = np.concatenate([np.zeros((2, 6), "int32"), short], axis=1)
+    assert np.asarray(model(short)) == pytest.approx(np.asarray(model(wide)), abs=1e-6)
+
+
+def test_the_adversarial_step_learns_from_the_moved_embeddings_too():
+    import keras
+
+    levers = load_script(LEVERS)
+    tokens = np.array([[0, 2, 3, 4], [5, 6, 7, 8]] * 4, dtype="int32")
+    labels = np.array([0.0, 1.0] * 4, dtype="float32")
+    weights = {}
+    for epsilon in (0.0, 1.0):
+        keras.utils.set_random_seed(0)
+        model = levers.PooledRNN(10, 4, 3, 0.0, "maxmean", False, epsilon)
+        model.compile(optimizer=keras.optimizers.SGD(0.5), loss="binary_crossentropy",
+                      metrics=["accuracy"])
+        history = model.fit(tokens, labels, batch_size=8, epochs=1, verbose=0).history
+        weights[epsilon] = model.get_weights()
+        assert set(history) == {"loss", "accuracy"}
+    # the same start and batch: only the adversarial term can move the weights differently
+    assert any(not np.allclose(a, b) for a, b in zip(weights[0.0], weights[1.0], strict=True))
