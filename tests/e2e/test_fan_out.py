@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers import (
+    HANG_GUARD_S,
     MLFLOW,
     build_archive,
     copy_project,
@@ -79,7 +80,7 @@ def started(cmd: list[str], cwd: Path, env: dict) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
-def finished(process: subprocess.Popen, timeout: int = 900) -> str:
+def finished(process: subprocess.Popen, timeout: int = HANG_GUARD_S) -> str:
     log = process.communicate(timeout=timeout)[0]
     assert process.returncode == 0, f"{' '.join(process.args)} failed:\n{log}"
     return log

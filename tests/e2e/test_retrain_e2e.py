@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from helpers import build_archive, copy_project, labelled_reviews
+from helpers import HANG_GUARD_S, build_archive, copy_project, labelled_reviews
 from mlflow.tracking import MlflowClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -25,7 +25,8 @@ MODEL = "imdb-sentiment"
 
 
 def run(cmd: list[str], cwd: Path, env: dict) -> str:
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
+                            timeout=HANG_GUARD_S)
     assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout + result.stderr
 
@@ -169,7 +170,7 @@ def refused(project) -> str:
     """`imdb retrain`, which must fail; its output (DVC's on stdout, the error on stderr)."""
     root, env, _ = project
     result = subprocess.run([sys.executable, "-m", "pipeline.cli", "retrain"], cwd=root, env=env,
-                            capture_output=True, text=True, timeout=600)
+                            capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert result.returncode == 1, result.stdout + result.stderr
     return result.stdout + result.stderr
 

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from helpers import PROJECT_ROOT
+from helpers import HANG_GUARD_S, PROJECT_ROOT
 from mlflow.tracking import MlflowClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -38,7 +38,8 @@ STATE = {".git", ".dvc", "mlruns", "mlflow.db", "optuna"}  # not outputs: git's,
 
 
 def run(cmd: list[str], cwd: Path, env: dict, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
+                            timeout=HANG_GUARD_S)
     if check:
         assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}"
     return result
