@@ -18,7 +18,6 @@ already there and not run again are kept.
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 
@@ -29,12 +28,12 @@ import tensorflow as tf
 from keras import layers
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.training_throughput import machine, markdown  # noqa: E402
+from benchmarks.training_throughput import write_results  # noqa: E402
 from benchmarks.unlabelled_pretraining import embedding_matrix, word_vectors  # noqa: E402
 from pipeline.core.batching import predict_proba  # noqa: E402
 from pipeline.core.config import load_params  # noqa: E402
 from pipeline.core.data import load_split, load_vocabulary, split_reviews  # noqa: E402
-from pipeline.core.io import atomic_path, read_json  # noqa: E402
+from pipeline.core.io import read_json  # noqa: E402
 from pipeline.core.models import AttentionPooling  # noqa: E402
 from pipeline.core.paths import (  # noqa: E402
     EVAL_METRICS_DIR,
@@ -199,7 +198,7 @@ def run_variant(variant: tuple, context: dict) -> dict:
     model_params, _ = final_model_params(params, context["architecture"])
     hp = model_params.hyperparameters
     probabilities, seconds = {"val": 0.0, "test": 0.0}, 0.0
-    negation = []
+    models = []
     for seed in range(params.seed, params.seed + seeds):
         keras.utils.set_random_seed(seed)
         model = PooledRNN(params.prepare.vocab_size, hp["embedding_dim"], hp["units"],
@@ -214,7 +213,7 @@ def run_variant(variant: tuple, context: dict) -> dict:
         for split in probabilities:
             probabilities[split] = probabilities[split] + predict_proba(
                 model, data[split][0], 512, params.train.bucket_width) / seeds
-        negation.append(model)
+        models.append(model)
     labels = {split: data[split][1] for split in ("val", "test")}
     weights, bias = fit_blend([probabilities["val"], context["nb"]["val"]], labels["val"],
                               params.hybrid.C, params.seed)
@@ -223,7 +222,7 @@ def run_variant(variant: tuple, context: dict) -> dict:
     def predict(texts):
         sequences = encode(list(texts), context["vocabulary"])
         x = pad(sequences, max(map(len, sequences)), "pre", "pre")
-        return np.mean([predict_proba(m, x, 512, params.train.bucket_width) for m in negation],
+        return np.mean([predict_proba(m, x, 512, params.train.bucket_width) for m in models],
                        axis=0)
 
     suite = run_suite(predict, context["cases"])
@@ -239,13 +238,7 @@ def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
 
 
 def write(table: pd.DataFrame) -> None:
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(OUT.with_suffix(".csv")) as tmp:
-        table.to_csv(tmp, index=False)
-    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
-    header = ["# Levers for a recurrent model", "", f"`{command}` on {machine()}"]
-    with atomic_path(OUT.with_suffix(".md")) as tmp:
-        tmp.write_text(markdown(table, header), encoding="utf-8")
+    write_results(OUT, table, "Levers for a recurrent model")
 
 
 if __name__ == "__main__":

@@ -203,6 +203,18 @@ def machine() -> str:
             f"Keras {keras.__version__}")
 
 
+def write_results(out: Path, table: pd.DataFrame, title: str) -> None:
+    """OUT.csv and OUT.md: the title, the command that ran and the machine, then the table;
+    each file written whole or not at all."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out.with_suffix(".csv")) as tmp:
+        table.to_csv(tmp, index=False)
+    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    header = [f"# {title}", "", f"`{command}` on {machine()}"]
+    with atomic_path(out.with_suffix(".md")) as tmp:
+        tmp.write_text(markdown(table, header), encoding="utf-8")
+
+
 def markdown(table: pd.DataFrame, header: list[str]) -> str:
     columns = list(table.columns)
     lines = [*header, "", "| " + " | ".join(columns) + " |",

@@ -20,7 +20,6 @@ benchmarks/results/unlabelled_pretraining.{csv,md}.
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.training_throughput import machine, markdown  # noqa: E402
+from benchmarks.training_throughput import write_results  # noqa: E402
 from pipeline.core.batching import predict_proba  # noqa: E402
 from pipeline.core.config import load_params  # noqa: E402
 from pipeline.core.data import (  # noqa: E402
@@ -39,7 +38,7 @@ from pipeline.core.data import (  # noqa: E402
     split_reviews,
     tokenized,  # noqa: E402
 )
-from pipeline.core.io import atomic_path, read_json  # noqa: E402
+from pipeline.core.io import read_json  # noqa: E402
 from pipeline.core.models import build_model  # noqa: E402
 from pipeline.core.paths import (  # noqa: E402
     EVAL_METRICS_DIR,
@@ -142,13 +141,7 @@ def train_and_score(architecture: str, params, data: dict, vocabulary: list[str]
 
 
 def write(table: pd.DataFrame) -> None:
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(OUT.with_suffix(".csv")) as tmp:
-        table.to_csv(tmp, index=False)
-    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
-    header = ["# Unlabelled pretraining (word2vec start)", "", f"`{command}` on {machine()}"]
-    with atomic_path(OUT.with_suffix(".md")) as tmp:
-        tmp.write_text(markdown(table, header), encoding="utf-8")
+    write_results(OUT, table, "Unlabelled pretraining (word2vec start)")
 
 
 if __name__ == "__main__":
