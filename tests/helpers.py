@@ -235,7 +235,7 @@ def start(cmd: list[str], env: dict, port: int, log_file: Path,
             if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok or \
                     requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).ok:
                 return process
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or busy starting
             time.sleep(1)
     process.terminate()
     raise AssertionError(f"server did not start in time:\n{log_file.read_text()}")
