@@ -9,8 +9,10 @@ cosine schedule, the seed, length-bucketed batches) and scored on the 25,000 tes
 stacked with NBSVM on validation predictions as the hybrid stage does, and on the behavioral
 suite's negation cases. The levers, one per variant name (see VARIANTS): the pooling, a word2vec
 start (gensim, as benchmarks/unlabelled_pretraining.py learns it from the fit, validation and
-unlabelled reviews), whole reviews instead of their last 500 tokens, a bidirectional GRU,
-adversarial perturbation of the embeddings (Miyato et al. 2017) and the average of three seeds.
+unlabelled reviews), a language-model start (the embedding and GRU of a next-word model trained
+on those same reviews, as Dai & Le 2015 pretrain), whole reviews instead of their last 500
+tokens, a bidirectional GRU, adversarial perturbation of the embeddings (Miyato et al. 2017) and
+the average of three seeds.
 Writes benchmarks/results/recurrent_levers.{csv,md}, after each variant; the rows of variants
 already there and not run again are kept.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import keras
@@ -30,7 +33,7 @@ from keras import layers
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.training_throughput import write_results  # noqa: E402
 from benchmarks.unlabelled_pretraining import embedding_matrix, word_vectors  # noqa: E402
-from pipeline.core.batching import predict_proba  # noqa: E402
+from pipeline.core.batching import bucket_batches, predict_proba  # noqa: E402
 from pipeline.core.config import load_params  # noqa: E402
 from pipeline.core.data import load_split, load_vocabulary, split_reviews  # noqa: E402
 from pipeline.core.io import read_json  # noqa: E402
@@ -50,19 +53,25 @@ from pipeline.serving.text_model import predict_texts  # noqa: E402
 
 OUT = Path("benchmarks/results/recurrent_levers")
 
-# name -> (pooling, word2vec start, whole reviews, bidirectional, adversarial epsilon, seeds)
+# name -> (pooling, start: random, word2vec or lm, whole reviews, bidirectional,
+#          adversarial epsilon, seeds)
 VARIANTS = {
-    "attention": ("attention", False, False, False, 0.0, 1),
-    "max": ("max", False, False, False, 0.0, 1),
-    "mean": ("mean", False, False, False, 0.0, 1),
-    "maxmean": ("maxmean", False, False, False, 0.0, 1),
-    "attention_w2v": ("attention", True, False, False, 0.0, 1),
-    "maxmean_w2v": ("maxmean", True, False, False, 0.0, 1),
-    "maxmean_w2v_whole": ("maxmean", True, True, False, 0.0, 1),
-    "bi_maxmean_w2v": ("maxmean", True, False, True, 0.0, 1),
-    "maxmean_w2v_adv": ("maxmean", True, False, False, 1.0, 1),
-    "maxmean_w2v_3seeds": ("maxmean", True, False, False, 0.0, 3),
+    "attention": ("attention", "random", False, False, 0.0, 1),
+    "max": ("max", "random", False, False, 0.0, 1),
+    "mean": ("mean", "random", False, False, 0.0, 1),
+    "maxmean": ("maxmean", "random", False, False, 0.0, 1),
+    "attention_w2v": ("attention", "word2vec", False, False, 0.0, 1),
+    "attention_lm": ("attention", "lm", False, False, 0.0, 1),
+    "maxmean_w2v": ("maxmean", "word2vec", False, False, 0.0, 1),
+    "maxmean_w2v_whole": ("maxmean", "word2vec", True, False, 0.0, 1),
+    "bi_maxmean_w2v": ("maxmean", "word2vec", False, True, 0.0, 1),
+    "maxmean_w2v_adv": ("maxmean", "word2vec", False, False, 1.0, 1),
+    "attention_w2v_adv": ("attention", "word2vec", False, False, 1.0, 1),
+    "attention_lm_adv": ("attention", "lm", False, False, 1.0, 1),
+    "attention_3seeds": ("attention", "random", False, False, 0.0, 3),
+    "maxmean_w2v_3seeds": ("maxmean", "word2vec", False, False, 0.0, 3),
 }
+LM = {"epochs": 2, "batch_size": 128, "sampled": 512, "learning_rate": 1e-3}
 
 
 class MaskedPooling(layers.Layer):
@@ -147,13 +156,18 @@ def whole_reviews(splits: dict, vocabulary: list[str], prepared: dict) -> dict:
     must equal prepare's arrays."""
     data = {}
     for name, frame in splits.items():
-        sequences = encode(frame.text.tolist(), vocabulary)
-        x = pad(sequences, max(map(len, sequences)), "pre", "pre")
+        x = encoded_whole(frame.text.tolist(), vocabulary)
         width = prepared[name][0].shape[1]
-        if not np.array_equal(pad(sequences, width, "pre", "pre"), prepared[name][0]):
+        if not np.array_equal(x[:, -width:], prepared[name][0]):
             raise SystemExit(f"re-encoded {name} split differs from data/prepared")
         data[name] = (x, prepared[name][1])
     return data
+
+
+def encoded_whole(texts: list[str], vocabulary: list[str]) -> np.ndarray:
+    """Token ids of every text in full, pre-padded to the longest."""
+    sequences = encode(texts, vocabulary)
+    return pad(sequences, max(map(len, sequences)), "pre", "pre")
 
 
 def main() -> None:
@@ -184,29 +198,91 @@ def main() -> None:
               .reset_index())
 
 
+def pretraining_texts(context: dict) -> list[str]:
+    """The fit and validation reviews and the 50,000 unlabelled ones: never the test reviews."""
+    splits = context["splits"]
+    return (splits["train"].text.tolist() + splits["val"].text.tolist()
+            + pd.read_parquet(UNLABELLED_PATH).text.tolist())
+
+
+def pretrain_language_model(sequences: list[np.ndarray], vocab_size: int, dim: int, units: int,
+                            maxlen: int, bucket_width: int, seed: int,
+                            settings: dict = LM) -> dict:
+    """The embedding and GRU weights of a next-word model (embedding -> GRU -> softmax over the
+    vocabulary, trained with sampled softmax) over each sequence's first `maxlen` tokens."""
+    x = pad(sequences, maxlen, "post", "post")
+    lengths = (x != 0).sum(axis=1)
+    keras.utils.set_random_seed(seed)
+    embedding, gru = layers.Embedding(vocab_size, dim), layers.GRU(units, return_sequences=True)
+    output = layers.Dense(vocab_size)
+    embedding.build((None, None))
+    gru.build((None, None, dim))
+    output.build((None, units))
+    variables = [*embedding.trainable_variables, *gru.trainable_variables,
+                 *output.trainable_variables]
+    optimizer = keras.optimizers.Adam(settings["learning_rate"])
+    optimizer.build(variables)
+
+    @tf.function(reduce_retracing=True)
+    def step(batch):
+        inputs, targets = batch[:, :-1], batch[:, 1:]
+        keep = targets != 0
+        with tf.GradientTape() as tape:
+            states = gru(embedding(inputs), mask=inputs != 0)
+            loss = tf.reduce_mean(tf.nn.sampled_softmax_loss(
+                tf.transpose(output.kernel), output.bias,
+                tf.cast(tf.boolean_mask(targets, keep)[:, None], tf.int64),
+                tf.boolean_mask(states, keep), min(settings["sampled"], vocab_size - 1),
+                vocab_size, seed=seed))
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        return loss
+
+    rng, losses = np.random.default_rng(seed), []
+    started = time.perf_counter()
+    for epoch in range(settings["epochs"]):
+        batches = bucket_batches(lengths, settings["batch_size"], bucket_width, maxlen, rng)
+        for i, (rows, width) in enumerate(batches, 1):
+            losses.append(float(step(tf.constant(x[rows, :width]))))
+            if i % 100 == 0 or i == len(batches):
+                print(f"language model epoch {epoch + 1}/{settings['epochs']}, batch "
+                      f"{i}/{len(batches)}: loss {np.mean(losses[-100:]):.3f}", flush=True)
+    return {"embedding": embedding.get_weights(), "gru": gru.get_weights(), "losses": losses,
+            "seconds": time.perf_counter() - started}
+
+
+def recurrent_layer(model: PooledRNN) -> layers.GRU:
+    return next(layer for layer in model.inner.layers if isinstance(layer, layers.GRU))
+
+
 def run_variant(variant: tuple, context: dict) -> dict:
-    pooling, w2v, whole, bidirectional, epsilon, seeds = variant
+    pooling, start, whole, bidirectional, epsilon, seeds = variant
     params = context["params"]
+    model_params, _ = final_model_params(params, context["architecture"])
+    hp = model_params.hyperparameters
     if whole and "whole" not in context:
         context["whole"] = whole_reviews(context["splits"], context["vocabulary"],
                                          context["prepared"])
-    if w2v and "vectors" not in context:
-        texts = (context["splits"]["train"].text.tolist() + context["splits"]["val"].text.tolist()
-                 + pd.read_parquet(UNLABELLED_PATH).text.tolist())
-        context["vectors"] = word_vectors(texts, 64, 5, params.seed)[0]
+    if start == "word2vec" and "vectors" not in context:
+        context["vectors"] = word_vectors(pretraining_texts(context), 64, 5, params.seed)[0]
+    if start == "lm" and "lm" not in context:
+        context["lm"] = pretrain_language_model(
+            encode(pretraining_texts(context), context["vocabulary"]), params.prepare.vocab_size,
+            hp["embedding_dim"], hp["units"], params.prepare.maxlen, params.train.bucket_width,
+            params.seed)
     data = context["whole"] if whole else context["prepared"]
-    model_params, _ = final_model_params(params, context["architecture"])
-    hp = model_params.hyperparameters
     probabilities, seconds = {"val": 0.0, "test": 0.0}, 0.0
     models = []
     for seed in range(params.seed, params.seed + seeds):
         keras.utils.set_random_seed(seed)
         model = PooledRNN(params.prepare.vocab_size, hp["embedding_dim"], hp["units"],
                           hp["dropout"], pooling, bidirectional, epsilon)
-        if w2v:
-            start = model.embedder.get_weights()[0]
+        if start == "word2vec":
+            random = model.embedder.get_weights()[0]
             model.embedder.set_weights([embedding_matrix(context["vectors"],
-                                                          context["vocabulary"], start)[0]])
+                                                          context["vocabulary"], random)[0]])
+        elif start == "lm":
+            model.embedder.set_weights(context["lm"]["embedding"])
+            recurrent_layer(model).set_weights(context["lm"]["gru"])
         compile_model(model, model_params.learning_rate, params.train, model_params.optimizer)
         _, took = fit(model, data, model_params, params.train, "pre", seed)
         seconds += took
@@ -220,17 +296,19 @@ def run_variant(variant: tuple, context: dict) -> dict:
     hybrid = blend([probabilities["test"], context["nb"]["test"]], weights, bias)
 
     def predict(texts):
-        sequences = encode(list(texts), context["vocabulary"])
-        x = pad(sequences, max(map(len, sequences)), "pre", "pre")
+        x = encoded_whole(list(texts), context["vocabulary"])
         return np.mean([predict_proba(m, x, 512, params.train.bucket_width) for m in models],
                        axis=0)
 
     suite = run_suite(predict, context["cases"])
-    return {"test_accuracy": accuracy(probabilities["test"], labels["test"]),
-            "val_accuracy": accuracy(probabilities["val"], labels["val"]),
-            "hybrid_test_accuracy": accuracy(hybrid, labels["test"]),
-            "negation_pass_rate": round(float(suite.passed.mean()), 4),
-            "train_seconds": round(seconds, 1)}
+    row = {"test_accuracy": accuracy(probabilities["test"], labels["test"]),
+           "val_accuracy": accuracy(probabilities["val"], labels["val"]),
+           "hybrid_test_accuracy": accuracy(hybrid, labels["test"]),
+           "negation_pass_rate": round(float(suite.passed.mean()), 4),
+           "train_seconds": round(seconds, 1)}
+    if start == "lm":  # the language model's own training, once for every seed
+        row["pretrain_seconds"] = round(context["lm"]["seconds"], 1)
+    return row
 
 
 def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:

@@ -211,3 +211,18 @@ def test_the_adversarial_step_learns_from_the_moved_embeddings_too():
         assert set(history) == {"loss", "accuracy"}
     # the same start and batch: only the adversarial term can move the weights differently
     assert any(not np.allclose(a, b) for a, b in zip(weights[0.0], weights[1.0], strict=True))
+
+
+def test_a_language_model_learns_the_next_word_and_its_weights_start_the_classifier():
+    levers = load_script(LEVERS)
+    # one sentence, "2 3 4 5 6 7 8 9", again and again: a next-word model learns it quickly
+    sequences = [np.arange(2, 10, dtype="int32")] * 64 + [np.arange(2, 6, dtype="int32")] * 64
+    settings = {"epochs": 8, "batch_size": 16, "sampled": 8, "learning_rate": 0.02}
+    lm = levers.pretrain_language_model(sequences, 12, 4, 5, 6, 3, seed=0, settings=settings)
+    assert np.mean(lm["losses"][-8:]) < 0.5 * np.mean(lm["losses"][:8])
+    model = levers.PooledRNN(12, 4, 5, 0.0, "attention", False)
+    model.embedder.set_weights(lm["embedding"])
+    levers.recurrent_layer(model).set_weights(lm["gru"])
+    assert np.array_equal(model.embedder.get_weights()[0], lm["embedding"][0])
+    assert all(np.array_equal(a, b) for a, b in
+               zip(levers.recurrent_layer(model).get_weights(), lm["gru"], strict=True))
