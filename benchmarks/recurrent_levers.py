@@ -33,9 +33,9 @@ from keras import layers
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.training_throughput import write_results  # noqa: E402
 from benchmarks.unlabelled_pretraining import embedding_matrix, word_vectors  # noqa: E402
-from pipeline.core.batching import bucket_batches, predict_proba  # noqa: E402
+from pipeline.core.batching import bucket_batches, predict_proba, review_lengths  # noqa: E402
 from pipeline.core.config import load_params  # noqa: E402
-from pipeline.core.data import load_split, load_vocabulary, split_reviews  # noqa: E402
+from pipeline.core.data import PAD, load_split, load_vocabulary, split_reviews  # noqa: E402
 from pipeline.core.io import read_json  # noqa: E402
 from pipeline.core.models import AttentionPooling  # noqa: E402
 from pipeline.core.paths import (  # noqa: E402
@@ -211,7 +211,7 @@ def pretrain_language_model(sequences: list[np.ndarray], vocab_size: int, dim: i
     """The embedding and GRU weights of a next-word model (embedding -> GRU -> softmax over the
     vocabulary, trained with sampled softmax) over each sequence's first `maxlen` tokens."""
     x = pad(sequences, maxlen, "post", "post")
-    lengths = (x != 0).sum(axis=1)
+    lengths = review_lengths(x)
     keras.utils.set_random_seed(seed)
     embedding, gru = layers.Embedding(vocab_size, dim), layers.GRU(units, return_sequences=True)
     output = layers.Dense(vocab_size)
@@ -226,9 +226,9 @@ def pretrain_language_model(sequences: list[np.ndarray], vocab_size: int, dim: i
     @tf.function(reduce_retracing=True)
     def step(batch):
         inputs, targets = batch[:, :-1], batch[:, 1:]
-        keep = targets != 0
+        keep = targets != PAD
         with tf.GradientTape() as tape:
-            states = gru(embedding(inputs), mask=inputs != 0)
+            states = gru(embedding(inputs), mask=inputs != PAD)
             loss = tf.reduce_mean(tf.nn.sampled_softmax_loss(
                 tf.transpose(output.kernel), output.bias,
                 tf.cast(tf.boolean_mask(targets, keep)[:, None], tf.int64),
@@ -250,8 +250,11 @@ def pretrain_language_model(sequences: list[np.ndarray], vocab_size: int, dim: i
             "seconds": time.perf_counter() - started}
 
 
-def recurrent_layer(model: PooledRNN) -> layers.GRU:
-    return next(layer for layer in model.inner.layers if isinstance(layer, layers.GRU))
+def start_from_language_model(model: PooledRNN, lm: dict) -> None:
+    """The classifier's embedding and GRU take the language model's weights."""
+    model.embedder.set_weights(lm["embedding"])
+    next(layer for layer in model.inner.layers if isinstance(layer, layers.GRU)).set_weights(
+        lm["gru"])
 
 
 def run_variant(variant: tuple, context: dict) -> dict:
@@ -281,8 +284,7 @@ def run_variant(variant: tuple, context: dict) -> dict:
             model.embedder.set_weights([embedding_matrix(context["vectors"],
                                                           context["vocabulary"], random)[0]])
         elif start == "lm":
-            model.embedder.set_weights(context["lm"]["embedding"])
-            recurrent_layer(model).set_weights(context["lm"]["gru"])
+            start_from_language_model(model, context["lm"])
         compile_model(model, model_params.learning_rate, params.train, model_params.optimizer)
         _, took = fit(model, data, model_params, params.train, "pre", seed)
         seconds += took

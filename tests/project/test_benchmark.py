@@ -215,14 +215,19 @@ def test_the_adversarial_step_learns_from_the_moved_embeddings_too():
 
 def test_a_language_model_learns_the_next_word_and_its_weights_start_the_classifier():
     levers = load_script(LEVERS)
-    # one sentence, "2 3 4 5 6 7 8 9", again and again: a next-word model learns it quickly
+    # two sentences, "2 3 4 5 6 7 8 9" and "2 3 4 5", again and again: a next-word model learns
+    # them quickly
     sequences = [np.arange(2, 10, dtype="int32")] * 64 + [np.arange(2, 6, dtype="int32")] * 64
     settings = {"epochs": 8, "batch_size": 16, "sampled": 8, "learning_rate": 0.02}
     lm = levers.pretrain_language_model(sequences, 12, 4, 5, 6, 3, seed=0, settings=settings)
     assert np.mean(lm["losses"][-8:]) < 0.5 * np.mean(lm["losses"][:8])
     model = levers.PooledRNN(12, 4, 5, 0.0, "attention", False)
-    model.embedder.set_weights(lm["embedding"])
-    levers.recurrent_layer(model).set_weights(lm["gru"])
+    tokens = np.array([[0, 2, 3, 4, 5]], dtype="int32")
+    before = np.asarray(model(tokens))
+    levers.start_from_language_model(model, lm)
     assert np.array_equal(model.embedder.get_weights()[0], lm["embedding"][0])
+    gru = [layer for layer in model.inner.layers if layer.__class__.__name__ == "GRU"]
+    assert len(gru) == 1
     assert all(np.array_equal(a, b) for a, b in
-               zip(levers.recurrent_layer(model).get_weights(), lm["gru"], strict=True))
+               zip(gru[0].get_weights(), lm["gru"], strict=True))
+    assert not np.allclose(np.asarray(model(tokens)), before)  # the start reaches the prediction
